@@ -1,0 +1,61 @@
+"""Where a check-in happened in time: wall clock, monotonic clock, boot id, and whether to trust the wall clock.
+
+A Pi has no real-time clock: until NTP synchronises, the wall clock may be days off. Every check-in
+therefore also carries CLOCK_MONOTONIC and the kernel's boot id, so its time can be corrected later.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+_TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
+_BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str:
+    try:
+        return _BOOT_ID.read_text().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def kernel_clock_synced() -> bool:
+    """True when the kernel says an NTP client has disciplined the clock (adjtimex != TIME_ERROR)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        timex = ctypes.create_string_buffer(512)  # struct timex is 208 bytes on 64-bit Linux; modes = 0 reads only
+        return libc.adjtimex(timex) not in (-1, _TIME_ERROR)
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True)
+class Instant:
+    utc_ms: int
+    monotonic_ns: int
+    boot_id: str
+    clock_synced: bool
+
+
+class Clock:
+    """The clock the pipeline reads; tests inject one with fixed answers."""
+
+    def __init__(self, assume_synced: bool = False):
+        self.assume_synced = assume_synced
+        self._boot_id = boot_id()
+
+    def now(self) -> Instant:
+        return Instant(
+            utc_ms=time.time_ns() // 1_000_000,
+            monotonic_ns=time.monotonic_ns(),
+            boot_id=self._boot_id,
+            clock_synced=self.assume_synced or kernel_clock_synced(),
+        )
+
+
+def new_checkin_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,99 @@
+"""The spine's subcommands: run, checkin, demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from kiosk.events import ACCEPTED, DUPLICATE, JsonLinesSink
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the kiosk: camera, scanner, check-ins (and the screen)")
+    p.add_argument("--events", metavar="FILE|-", help="append one JSON line per outcome, after its commit")
+    p.add_argument("--seconds", type=float, help="stop after this long (default: run until stopped)")
+    p.add_argument("--headless", action="store_true", help="no screen: scanner and events only")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("checkin", help="record a check-in from a typed payload, as if it had been scanned")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--payload", help="the code's text")
+    src.add_argument("--from-file", type=Path, metavar="F", help="one payload per line; one result line each")
+    p.set_defaults(func=cmd_checkin)
+
+    p = sub.add_parser("demo", help="the whole appliance on built-in defaults, simulated hardware only")
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--headless", action="store_true", help="no window; outcomes printed as lines")
+    p.set_defaults(func=cmd_demo)
+
+    from kiosk.bench import BENCHMARKS
+
+    p = sub.add_parser("bench", help="benchmarks; each prints one JSON object")
+    p.add_argument("target", nargs="?", default="pipeline", choices=sorted(BENCHMARKS))
+    p.add_argument("--scans", type=int, default=2000, help="pipeline: scans to time")
+    p.add_argument("--soak-seconds", type=float, default=0.0, help="pipeline: then this long at --rate scans/s")
+    p.add_argument("--rate", type=float, default=5.0)
+    p.set_defaults(func=cmd_bench)
+
+
+def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001, ANN202
+    from kiosk.cli import config_from_args
+    from kiosk.pipeline import Pipeline
+
+    return Pipeline(config_from_args(args), sinks)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kiosk.service import run_scanner, stop_on_signals
+
+    sinks = [JsonLinesSink(args.events)] if args.events else []
+    pipeline = _pipeline(args, sinks)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        run_scanner(pipeline, stop, seconds=args.seconds)
+    finally:
+        pipeline.close()
+        for sink in sinks:
+            sink.close()
+    return 0
+
+
+def cmd_checkin(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    try:
+        if args.payload is not None:
+            outcome = pipeline.handle_payload(args.payload.encode("utf-8"), source="manual")
+            if outcome.event == ACCEPTED:
+                print(outcome.checkin_id)
+                return 0
+            print(f"kiosk: {outcome.event}: {outcome.reason}", file=sys.stderr)
+            return 1 if outcome.event in (DUPLICATE, "rejected") else 3
+        worst = 0
+        with open(args.from_file, "rb") as fh:
+            for number, line in enumerate(fh, 1):
+                payload = line.rstrip(b"\r\n")
+                if not payload.strip():
+                    continue
+                outcome = pipeline.handle_payload(payload, source="manual")
+                print(json.dumps({"line": number, **outcome.to_json()}), flush=True)
+                worst = max(worst, 0 if outcome.event == ACCEPTED else 1)
+        return worst
+    finally:
+        pipeline.close()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from kiosk.demo import run_demo
+
+    return run_demo(seconds=args.seconds, headless=args.headless, state_dir=args.state_dir)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from kiosk.bench import run_benchmark
+
+    print(json.dumps(run_benchmark(args.target, args), indent=2))
+    return 0

@@ -1,0 +1,217 @@
+"""One TOML file, defaults built in, every value checked before any service starts.
+
+Lookup order for the file: ``--config``, then ``$KIOSK_CONFIG``, then ``/etc/kiosk/kiosk.toml`` if it
+exists, else the built-in defaults alone. The state directory can be overridden separately
+(``--state-dir`` / ``$KIOSK_STATE_DIR``) so several simulated devices can share one machine.
+
+Each section is a frozen dataclass; a field's ``metadata["check"]`` says what is allowed. A bad file
+raises :class:`ConfigError` naming the file, the key and what is allowed, so a service never starts
+half-configured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
+
+
+class ConfigError(ValueError):
+    """A config file or value that cannot be used; the message names file, key and what is allowed."""
+
+
+Check = Callable[[Any], str | None]
+
+
+def one_of(*choices: str) -> Check:
+    return lambda v: None if v in choices else "one of " + ", ".join(repr(c) for c in choices)
+
+
+def between(lo: float, hi: float) -> Check:
+    return lambda v: None if lo <= v <= hi else f"a number from {lo} to {hi}"
+
+
+def matches(pattern: str, what: str) -> Check:
+    return lambda v: None if re.fullmatch(pattern, v) else what
+
+
+def _valid_regex(v: str) -> str | None:
+    try:
+        re.compile(v)
+    except re.error as exc:
+        return f"a valid regular expression ({exc})"
+    return None
+
+
+def opt(default: Any, check: Check | None = None, doc: str = "") -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"check": check, "doc": doc})
+    return field(default=default, metadata={"check": check, "doc": doc})
+
+
+ID_CHECK = matches(r"[A-Za-z0-9._-]{0,64}", "letters, digits, '.', '_' or '-', at most 64")
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str = opt("", ID_CHECK, "device id; empty = generated once and kept in the state directory")
+    venue_id: str = opt("", ID_CHECK, "venue id given by the health authority; empty = not provisioned")
+    venue_name: str = opt("", lambda v: None if len(v) <= 200 else "at most 200 characters")
+    direction: str = opt("entry", one_of("entry", "exit"))
+    state_dir: str = opt("", None, "database and keys; empty = $STATE_DIRECTORY, /var/lib/kiosk or ~/.local/state/kiosk")
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    backend: str = opt("auto", one_of("auto", "picamera2", "uvc", "replay", "synthetic"))
+    width: int = opt(640, between(160, 4096))
+    height: int = opt(480, between(120, 4096))
+    fps: float = opt(15.0, between(0.5, 120))
+    read_timeout_s: float = opt(2.0, between(0.05, 60))
+    replay_path: str = opt("", None, "folder of images or a video file, for backend = replay")
+    replay_loop: bool = opt(True)
+    synthetic_script: str = opt("demo", one_of("demo", "unique", "idle"))
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    duplicate_window_s: float = opt(300.0, between(0, 86400), "same visitor again within this: 'already checked in'")
+    repeat_quiet_s: float = opt(2.0, between(0, 60), "same code still in view: ignored silently")
+
+
+@dataclass(frozen=True)
+class PersonalPattern:
+    name: str = opt("", matches(r"[a-z0-9-]{1,32}", "lower-case letters, digits or '-', 1 to 32"))
+    pattern: str = opt("", _valid_regex)
+
+
+@dataclass(frozen=True)
+class FormatsConfig:
+    personal: list = opt([], None, "list of {name, pattern}: personal health QR tokens")
+    accept_unknown_as_opaque: bool = opt(False)
+    max_payload_bytes: int = opt(2953, between(1, 65536))
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    assume_synced: bool = opt(False, None, "trust the system clock even if the kernel says unsynchronised")
+
+
+@dataclass(frozen=True)
+class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    formats: FormatsConfig = field(default_factory=FormatsConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
+    source: str = "built-in defaults"
+
+    @property
+    def state_dir(self) -> Path:
+        return resolve_state_dir(self.device.state_dir)
+
+    def replace(self, **sections: dict[str, Any]) -> "Config":
+        """A copy with some keys of some sections changed, validated like a file."""
+        data = {s: dataclasses.asdict(getattr(self, s)) for s in _sections()}
+        for name, values in sections.items():
+            data[name].update(values)
+        return _build(data, self.source)
+
+
+def resolve_state_dir(configured: str) -> Path:
+    if configured:
+        return Path(configured).expanduser()
+    if os.environ.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+    if os.geteuid() == 0:
+        return Path("/var/lib/kiosk")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(base) / "kiosk"
+
+
+def _sections() -> dict[str, type]:
+    return {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name != "source"}  # type: ignore[misc]
+
+
+def _type_name(t: Any) -> str:
+    return {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
+            "list": "a list"}.get(getattr(t, "__name__", str(t)), str(t))
+
+
+def _coerce(value: Any, ftype: str) -> Any:
+    if ftype == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _check_section(cls: type, values: Any, where: str, source: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: [{where}] must be a table")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{source}: unknown key '{where}.{key}'; allowed: {', '.join(sorted(known))}")
+    out = {}
+    for key, value in values.items():
+        f = known[key]
+        ftype = f.type if isinstance(f.type, str) else f.type.__name__
+        value = _coerce(value, ftype)
+        expected = {"str": str, "int": int, "float": float, "bool": bool, "list": list}[ftype]
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{source}: '{where}.{key}' = {value!r} is not allowed; expected {_type_name(expected)}")
+        problem = f.metadata["check"](value) if f.metadata.get("check") else None
+        if problem:
+            raise ConfigError(f"{source}: '{where}.{key}' = {value!r} is not allowed; expected {problem}")
+        if where == "formats" and key == "personal":
+            value = [_check_section(PersonalPattern, v, f"formats.personal[{i}]", source) for i, v in enumerate(value)]
+        out[key] = value
+    return cls(**out)
+
+
+def _build(data: dict[str, Any], source: str) -> Config:
+    sections = _sections()
+    for name in data:
+        if name not in sections:
+            raise ConfigError(f"{source}: unknown section [{name}]; allowed: {', '.join(sorted(sections))}")
+    built = {name: _check_section(cls, data.get(name, {}), name, source) for name, cls in sections.items()}
+    return Config(**built, source=source)
+
+
+def load_config(path: str | os.PathLike | None = None, state_dir: str | None = None) -> Config:
+    """Read the config the way every command does; raise ConfigError on anything unusable."""
+    if path is None:
+        path = os.environ.get("KIOSK_CONFIG") or (SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None)
+    data: dict[str, Any] = {}
+    source = "built-in defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(1_000_001)
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config file ({exc.strerror})") from None
+        if len(raw) > 1_000_000:
+            raise ConfigError(f"{source}: config file is larger than 1 MB")
+        try:
+            data = tomllib.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    state_dir = state_dir or os.environ.get("KIOSK_STATE_DIR")
+    if state_dir:
+        data.setdefault("device", {})
+        if isinstance(data["device"], dict):
+            data["device"]["state_dir"] = state_dir
+    return _build(data, source)
+
+
+def documented_keys() -> list[str]:
+    """Every 'section.key' the loader accepts; the example file must document each one."""
+    return [f"{name}.{f.name}" for name, cls in _sections().items() for f in dataclasses.fields(cls)]

@@ -1,0 +1,54 @@
+"""Personal health QR (PC-Covid / VNeID): format never published, so recognised by configured patterns.
+
+The token itself is the subject; it is kept opaque (never parsed further).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kiosk.credentials.base import ACCEPTED, Credential, FormatContext
+
+KIND = "personal"
+
+
+@dataclass(frozen=True)
+class PersonalTokenFormat:
+    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    kind: str = KIND
+
+    @classmethod
+    def from_config(cls, entries: list) -> "PersonalTokenFormat":
+        return cls(tuple((e.name, re.compile(e.pattern)) for e in entries))
+
+    def _match(self, payload: bytes) -> str | None:
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        for name, pattern in self.patterns:
+            if pattern.fullmatch(text):
+                return name
+        return None
+
+    def detect(self, payload: bytes) -> bool:
+        return self._match(payload) is not None
+
+    def parse(self, payload: bytes, ctx: FormatContext) -> Credential:
+        name = self._match(payload)
+        token = payload.decode("utf-8")
+        return Credential(KIND, ACCEPTED, "ok", subject=token, display_name="", facts={"pattern": name})
+
+
+@dataclass(frozen=True)
+class OpaqueFormat:
+    """Anything else, accepted as an opaque token only when config says so."""
+
+    kind: str = "opaque"
+
+    def detect(self, payload: bytes) -> bool:
+        return True
+
+    def parse(self, payload: bytes, ctx: FormatContext) -> Credential:
+        return Credential(self.kind, ACCEPTED, "ok", subject=payload.hex(), facts={})

@@ -1,0 +1,134 @@
+"""The one real path: payload → credential → duplicate check → one durable transaction → outcome event."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from kiosk.clock import Clock, new_checkin_id
+from kiosk.config import Config
+from kiosk.credentials import Credential, FormatContext, Registry, default_registry
+from kiosk.credentials.base import rejected
+from kiosk.events import ACCEPTED, DUPLICATE, ERROR, REJECTED, Outcome, OutcomeSink
+from kiosk.privacy import load_or_create_secret, visitor_ref
+from kiosk.store import CheckinRow, StorageError, Store
+from scanner.decode import FrameError, decode_frame
+
+log = logging.getLogger("kiosk.pipeline")
+
+
+def device_id(config: Config) -> str:
+    """The configured id, or one generated on first start and kept in the state directory."""
+    if config.device.id:
+        return config.device.id
+    path = config.state_dir / "device-id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        new = "kiosk-" + new_checkin_id()[:8]
+        path.write_text(new + "\n")
+        return new
+
+
+class Pipeline:
+    """Turns payloads (and camera frames) into committed check-ins and outcome events.
+
+    One instance per process; not thread-safe (the scanner thread owns it).
+    """
+
+    def __init__(self, config: Config, sinks: Iterable[OutcomeSink] = (), clock: Clock | None = None,
+                 registry: Registry | None = None):
+        self.config = config
+        self.sinks = list(sinks)
+        self.clock = clock or Clock(config.clock.assume_synced)
+        self.registry = registry or default_registry(config)
+        self.secret = load_or_create_secret(config.state_dir)
+        self.device_id = device_id(config)
+        self._store: Store | None = None
+        self._recent: dict[bytes, float] = {}  # payload digest -> monotonic seconds last seen in a frame
+
+    # ---- storage -----------------------------------------------------------------------------
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store.open(self.config.state_dir)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # ---- entry points ------------------------------------------------------------------------
+    def handle_frame(self, frame: Any) -> list[Outcome]:
+        """Decode a frame and handle each new code; a code still in view is handled once."""
+        try:
+            payloads = decode_frame(frame)
+        except FrameError as exc:
+            if self._quiet(b"frame-error:" + str(exc).encode()):
+                return []
+            log.warning("unreadable frame: %s", exc)
+            return [self._emit(self._outcome(REJECTED, rejected("unknown", "unreadable-frame")))]
+        return [self.handle_payload(p) for p in payloads if not self._quiet(p)]
+
+    def handle_payload(self, payload: bytes, source: str = "camera") -> Outcome:
+        """Classify, check for a repeat, commit; the event goes out only after the commit."""
+        instant = self.clock.now()
+        credential = self.registry.classify(payload, FormatContext(now_utc_ms=instant.utc_ms, config=self.config))
+        if not credential.accepted:
+            return self._emit(self._outcome(REJECTED, credential, source=source, at=instant.utc_ms))
+        if not self.config.device.venue_id:
+            return self._emit(self._outcome(ERROR, credential, reason="not-provisioned", source=source, at=instant.utc_ms))
+        row = CheckinRow(
+            id=new_checkin_id(), venue_id=self.config.device.venue_id, device_id=self.device_id,
+            direction=self.config.device.direction, utc_ms=instant.utc_ms, monotonic_ns=instant.monotonic_ns,
+            boot_id=instant.boot_id, clock_synced=instant.clock_synced, kind=credential.kind,
+            visitor_ref=visitor_ref(self.secret, credential.kind, credential.subject),
+        )
+        window = self.config.scan.duplicate_window_s
+
+        def is_repeat(store: Store) -> bool:
+            return window > 0 and store.seen_recently(
+                row.visitor_ref, row.direction, row.boot_id,
+                since_mono_ns=row.monotonic_ns - int(window * 1e9), since_utc_ms=row.utc_ms - int(window * 1000))
+
+        try:
+            stored = self.store.record_checkin(row, is_repeat)
+        except StorageError as exc:
+            log.error("check-in refused, storage unavailable: %s", exc)
+            self.close()  # reopen on the next scan: space or permissions may come back
+            return self._emit(self._outcome(ERROR, credential, reason="storage-unavailable", source=source, at=row.utc_ms))
+        if not stored:
+            return self._emit(self._outcome(DUPLICATE, credential, reason="already-checked-in", source=source, at=row.utc_ms))
+        log.info("check-in %s recorded (%s, %s)", row.id, row.kind, row.direction)
+        return self._emit(self._outcome(ACCEPTED, credential, checkin_id=row.id, source=source, at=row.utc_ms))
+
+    # ---- helpers -----------------------------------------------------------------------------
+    def _outcome(self, event: str, credential: Credential, reason: str | None = None, checkin_id: str | None = None,
+                 source: str = "camera", at: int | None = None) -> Outcome:
+        return Outcome(event=event, reason=reason or credential.reason, kind=credential.kind,
+                       direction=self.config.device.direction, at_utc_ms=at or time.time_ns() // 1_000_000,
+                       checkin_id=checkin_id, source=source, credential=credential)
+
+    def _emit(self, outcome: Outcome) -> Outcome:
+        for sink in self.sinks:
+            try:
+                sink(outcome)
+            except Exception:  # noqa: BLE001 - a broken consumer must not stop check-ins
+                log.exception("outcome sink %r failed", sink)
+        return outcome
+
+    def _quiet(self, payload: bytes) -> bool:
+        """True if this code was in view moments ago (a visitor holds a code for a second or more)."""
+        key = hashlib.blake2b(payload, digest_size=16).digest()
+        now = time.monotonic()
+        quiet = self.config.scan.repeat_quiet_s
+        last = self._recent.get(key)
+        self._recent[key] = now
+        if len(self._recent) > 256:
+            self._recent = {k: t for k, t in self._recent.items() if now - t < quiet}
+        return last is not None and now - last < quiet

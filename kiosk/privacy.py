@@ -1,0 +1,47 @@
+"""Per-device secret and the keyed hash that lets the kiosk spot a repeat visitor without knowing who."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+SECRET_FILE = "device-secret.key"
+
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create a 0600 file atomically (write, fsync, rename) so a power cut never leaves half a key."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_or_create_secret(state_dir: Path, name: str = SECRET_FILE, size: int = 32) -> bytes:
+    path = state_dir / name
+    try:
+        data = path.read_bytes()
+        if len(data) == size:
+            return data
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = secrets.token_bytes(size)
+    write_private_file(path, data)
+    return data
+
+
+def visitor_ref(secret: bytes, kind: str, subject: str) -> str:
+    """HMAC-SHA256 of the credential: stable per device, useless without the device's secret."""
+    return hmac.new(secret, f"{kind}\x00{subject}".encode(), hashlib.sha256).hexdigest()

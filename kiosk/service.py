@@ -1,0 +1,95 @@
+"""The scanner loop of ``kiosk run``: camera → pipeline, surviving camera faults with backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from kiosk.events import Outcome
+from kiosk.pipeline import Pipeline
+from kiosk.store import StorageError
+from scanner.camera import Camera, CameraError, open_camera
+
+log = logging.getLogger("kiosk.service")
+
+
+@dataclass
+class LoopStats:
+    frames: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    camera_failures: int = 0
+
+    def count(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.event] = self.outcomes.get(outcome.event, 0) + 1
+
+
+def stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM (systemd stop) and SIGINT end the loop cleanly after the current frame."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+
+
+def backoff_delays(base: float = 0.5, cap: float = 30.0) -> "Callable[[int], float]":
+    """Full-jitter exponential backoff: attempt n waits uniformly in [0, min(cap, base * 2**n)]."""
+    return lambda attempt: random.uniform(0, min(cap, base * 2 ** attempt))
+
+
+def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None = None,
+                camera_factory: Callable[[], Camera] | None = None,
+                on_frame: Callable[[object], None] | None = None) -> LoopStats:
+    """Read frames until ``stop`` is set (or ``seconds`` pass, or a finite source ends)."""
+    config = pipeline.config
+    camera_factory = camera_factory or (lambda: open_camera(config.camera))
+    deadline = time.monotonic() + seconds if seconds else None
+    stats = LoopStats()
+    delay = backoff_delays()
+    camera: Camera | None = None
+    failures = 0
+    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        if camera is None:
+            try:
+                camera = camera_factory()
+                failures = 0
+                _report(pipeline, "camera", "ok", {"backend": camera.name})
+                log.info("camera %s open", camera.name)
+            except CameraError as exc:
+                stats.camera_failures += 1
+                _report(pipeline, "camera", "lost", {"error": str(exc)})
+                log.error("camera unavailable: %s", exc)
+                stop.wait(delay(failures))
+                failures += 1
+                continue
+        try:
+            frame = camera.read(timeout=config.camera.read_timeout_s)
+        except StopIteration:
+            break
+        except CameraError as exc:
+            log.error("camera failed mid-stream: %s; reopening", exc)
+            _report(pipeline, "camera", "lost", {"error": str(exc)})
+            camera.close()
+            camera = None
+            continue
+        if frame is None:
+            continue
+        stats.frames += 1
+        if on_frame is not None:
+            on_frame(frame)
+        for outcome in pipeline.handle_frame(frame):
+            stats.count(outcome)
+    if camera is not None:
+        camera.close()
+    return stats
+
+
+def _report(pipeline: Pipeline, component: str, state: str, detail: dict) -> None:
+    try:
+        pipeline.store.set_status(component, state, detail)
+    except (StorageError, sqlite3.Error) as exc:  # status is best effort; check-ins are not
+        log.warning("could not record %s status: %s", component, exc)

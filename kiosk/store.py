@@ -1,0 +1,248 @@
+"""The state database: check-ins, their outbox, and component status, in one SQLite file.
+
+Durability rules (DESIGN.md section 6): WAL so the uploader and beacon processes can read while the
+scanner writes, and ``synchronous=FULL`` so a check-in acknowledged on screen survives a pulled plug.
+"Acknowledged" means committed: nothing is announced before :meth:`Store.record_checkin` returns.
+
+A file that SQLite cannot read is kept (renamed with a ``.corrupt-<time>`` suffix, never deleted)
+and a fresh database is started; the rename is recorded as the ``store`` status so it is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlite_utils
+
+log = logging.getLogger("kiosk.store")
+
+DB_NAME = "kiosk.db"
+
+
+class StorageError(RuntimeError):
+    """The database cannot take a write now (disk full, read-only, I/O error); nothing was recorded."""
+
+
+@dataclass(frozen=True)
+class CheckinRow:
+    id: str
+    venue_id: str
+    device_id: str
+    direction: str
+    utc_ms: int
+    monotonic_ns: int
+    boot_id: str
+    clock_synced: bool
+    kind: str
+    visitor_ref: str
+    sealed_subject: bytes | None = None
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE checkins (
+            id TEXT PRIMARY KEY,            -- UUID made at scan time; the upload's idempotency key
+            venue_id TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            direction TEXT NOT NULL CHECK (direction IN ('entry', 'exit')),
+            utc_ms INTEGER NOT NULL,        -- wall clock at scan time, ms since the epoch
+            monotonic_ns INTEGER NOT NULL,  -- CLOCK_MONOTONIC at scan time, with boot_id
+            boot_id TEXT NOT NULL,
+            clock_synced INTEGER NOT NULL,  -- was the wall clock trustworthy at scan time
+            kind TEXT NOT NULL,             -- credential kind
+            visitor_ref TEXT NOT NULL,      -- keyed hash; never the identity itself
+            sealed_subject BLOB             -- identity sealed to the authority's key, or NULL
+        )"""
+    )
+    db.execute("CREATE INDEX checkins_visitor ON checkins (visitor_ref, utc_ms)")
+    db.execute(
+        """CREATE TABLE outbox (
+            checkin_id TEXT PRIMARY KEY REFERENCES checkins(id) ON DELETE CASCADE,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'inflight', 'acked', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            updated_ms INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX outbox_state ON outbox (state, checkin_id)")
+    db.execute(
+        """CREATE TABLE status (
+            component TEXT PRIMARY KEY,     -- camera, store, sync, beacon, ...
+            state TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}',
+            updated_ms INTEGER NOT NULL
+        )"""
+    )
+
+
+# Append only: migration N takes the schema from version N-1 to N.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _is_storage_fault(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) or "readonly" in str(exc) or "disk" in str(exc)
+
+
+class Store:
+    """One connection to the state database; one instance per thread."""
+
+    def __init__(self, path: Path, db: sqlite_utils.Database):
+        self.path = path
+        self.db = db
+
+    # ---- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, state_dir: Path, readonly: bool = False) -> "Store":
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = state_dir / DB_NAME
+        try:
+            store = cls._connect(path, readonly)
+            store._check_integrity()
+        except sqlite3.DatabaseError as exc:
+            if _is_storage_fault(exc) and "not a database" not in str(exc) and "malformed" not in str(exc):
+                raise StorageError(f"cannot open {path}: {exc}") from exc
+            kept = cls._set_aside(path, exc)
+            store = cls._connect(path, readonly)
+            store.set_status("store", "recovered", {"kept_as": str(kept), "error": str(exc)})
+        return store
+
+    @classmethod
+    def _connect(cls, path: Path, readonly: bool) -> "Store":
+        conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA busy_timeout = 10000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA foreign_keys = ON")
+        store = cls(path, db)
+        if not readonly:
+            store._migrate()
+        return store
+
+    def _check_integrity(self) -> None:
+        result = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        if result != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {result}")
+
+    @staticmethod
+    def _set_aside(path: Path, exc: Exception) -> Path:
+        kept = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            part = Path(str(path) + suffix)
+            if part.exists():
+                part.rename(Path(str(kept) + suffix))
+        log.error("state database %s is unreadable (%s); kept it as %s and started a fresh one", path, exc, kept)
+        return kept
+
+    def _migrate(self) -> None:
+        with self.transaction():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StorageError(f"{self.path} has schema {version}, newer than this software ({SCHEMA_VERSION})")
+            for number in range(version, SCHEMA_VERSION):
+                MIGRATIONS[number](self.db)
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def transaction(self) -> "_Transaction":
+        """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so check-then-insert is atomic."""
+        return _Transaction(self.db.conn)
+
+    # ---- check-ins -----------------------------------------------------------------------------
+    def record_checkin(self, row: CheckinRow, duplicate_since: Callable[["Store"], bool]) -> bool:
+        """Insert the check-in and its outbox entry in one transaction.
+
+        ``duplicate_since`` runs inside the transaction; if it returns True nothing is written and
+        False is returned. Raises StorageError when the write cannot be made durable.
+        """
+        try:
+            with self.transaction():
+                if duplicate_since(self):
+                    return False
+                self.db["checkins"].insert(
+                    {**row.__dict__, "clock_synced": int(row.clock_synced)}, alter=False
+                )
+                self.db["outbox"].insert({"checkin_id": row.id, "updated_ms": _now_ms()}, alter=False)
+            return True
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+    def seen_recently(self, visitor_ref: str, direction: str, boot_id: str, since_mono_ns: int, since_utc_ms: int) -> bool:
+        """Same visitor, same direction, within the window: by monotonic time on this boot, else wall clock."""
+        return (
+            self.db.execute(
+                """SELECT 1 FROM checkins WHERE visitor_ref = ? AND direction = ?
+                   AND ((boot_id = ? AND monotonic_ns >= ?) OR (boot_id != ? AND utc_ms >= ?)) LIMIT 1""",
+                [visitor_ref, direction, boot_id, since_mono_ns, boot_id, since_utc_ms],
+            ).fetchone()
+            is not None
+        )
+
+    def checkin(self, checkin_id: str) -> dict[str, Any] | None:
+        rows = list(self.db["checkins"].rows_where("id = ?", [checkin_id]))
+        return rows[0] if rows else None
+
+    def checkin_ids(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT id FROM checkins")}
+
+    def count_checkins(self) -> int:
+        return self.db.execute("SELECT count(*) FROM checkins").fetchone()[0]
+
+    def outbox_counts(self) -> dict[str, int]:
+        counts = {"pending": 0, "inflight": 0, "acked": 0, "dead": 0}
+        counts.update(dict(self.db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()))
+        return counts
+
+    # ---- component status ----------------------------------------------------------------------
+    def set_status(self, component: str, state: str, detail: dict[str, Any] | None = None) -> None:
+        self.db.execute(
+            """INSERT INTO status (component, state, detail, updated_ms) VALUES (?, ?, ?, ?)
+               ON CONFLICT(component) DO UPDATE SET state = excluded.state, detail = excluded.detail,
+               updated_ms = excluded.updated_ms""",
+            [component, state, json.dumps(detail or {}, sort_keys=True), _now_ms()],
+        )
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        return {
+            r["component"]: {"state": r["state"], "detail": json.loads(r["detail"]), "updated_ms": r["updated_ms"]}
+            for r in self.db["status"].rows
+        }
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # SQLite already rolled back (e.g. after SQLITE_FULL)
+

@@ -1,0 +1,1 @@
+"""Camera backends and the QR decoder: frames in, payload bytes out."""

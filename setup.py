@@ -1,0 +1,43 @@
+"""Packaging: the device installs only device extras, the upstream server only server extras.
+
+picamera2 is deliberately absent: on the Pi it comes from Raspberry Pi OS's apt (python3-picamera2),
+and the virtual environment is created with --system-site-packages so it can be imported.
+"""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "sqlite-utils>=3.35",  # the state database (WAL, migrations, atomic transactions)
+    "cryptography>=42",    # sealing, signatures, HC1 verification: never hand-written crypto
+    "numpy>=1.24",         # frames are numpy arrays (picamera2's own format)
+    "pillow>=10",          # image files for replay and scan-image
+]
+DEVICE = [
+    "pyzbar>=0.1.9",   # QR decoding (needs the system library libzbar0)
+    "segno>=1.6",      # renders QR codes for the synthetic camera, demo and benchmarks
+    "pygame>=2.5",     # the screen and sounds
+    "requests>=2.31",  # the uploader
+]
+SERVER = [
+    "fastapi>=0.110",           # the reference upstream's web framework (and its OpenAPI document)
+    "uvicorn>=0.29",            # production ASGI server for it
+    "psycopg[binary]>=3.1",     # PostgreSQL storage for a national deployment
+]
+TEST = ["pytest>=8", "hypothesis>=6.100", "httpx>=0.27"]
+
+setup(
+    name="venue-kiosk",
+    version="0.1.0",
+    description="Venue check-in kiosk appliance for Vietnam: camera, QR check-ins, offline outbox, Bluezone beacon",
+    python_requires=">=3.11",
+    packages=find_packages(include=["kiosk", "kiosk.*", "scanner", "scanner.*", "beacon", "beacon.*", "sync", "sync.*"]),
+    package_data={"kiosk": ["*.toml"]},
+    install_requires=CORE,
+    extras_require={
+        "device": DEVICE,
+        "pi": DEVICE + ["bluepy>=1.3"],  # bluepy only on the Pi: it builds a helper against BlueZ
+        "server": SERVER,
+        "test": DEVICE + SERVER + TEST,
+    },
+    entry_points={"console_scripts": ["kiosk = kiosk.cli:main"]},
+)

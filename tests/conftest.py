@@ -1,0 +1,75 @@
+"""Shared fixtures: a fresh state directory and config per test, and the kiosk command as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+TEST_PATTERN = r"DEMO-HQR-[0-9A-F]{12}"
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, state_dir: Path) -> Path:
+    """A provisioned device's config: demo venue, synthetic camera, demo token pattern."""
+    path = tmp_path / "kiosk.toml"
+    path.write_text(
+        f"""
+[device]
+id = "test-device"
+venue_id = "VENUE-1"
+venue_name = "Chợ Bến Thành"
+state_dir = "{state_dir}"
+
+[camera]
+backend = "synthetic"
+fps = 30
+
+[clock]
+assume_synced = true
+
+[[formats.personal]]
+name = "demo-health-qr"
+pattern = '{TEST_PATTERN}'
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def config(config_file: Path):
+    from kiosk.config import load_config
+
+    return load_config(config_file)
+
+
+def kiosk_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def run_kiosk(*args: str, timeout: float = 120, input: str | None = None, **env: str) -> subprocess.CompletedProcess:
+    """Run ``python -m kiosk ARGS`` from this checkout and capture its output."""
+    return subprocess.run([sys.executable, "-m", "kiosk", *args], capture_output=True, text=True,
+                          timeout=timeout, input=input, env=kiosk_env(**env), cwd=ROOT)
+
+
+def start_kiosk(*args: str, **popen: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "kiosk", *args], env=kiosk_env(), cwd=ROOT, **popen)
