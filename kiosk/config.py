@@ -12,6 +12,7 @@ half-configured.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -20,6 +21,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
+# Settings the device itself changes (provisioning, the maintenance screen) live in the state
+# directory, because the root file system may be read-only; they override the config file.
+OVERRIDES_FILE = "settings.toml"
 
 
 class ConfigError(ValueError):
@@ -183,33 +187,70 @@ def _build(data: dict[str, Any], source: str) -> Config:
     return Config(**built, source=source)
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(1_000_001)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    if len(raw) > 1_000_000:
+        raise ConfigError(f"{path}: config file is larger than 1 MB")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_config(path: str | os.PathLike | None = None, state_dir: str | None = None) -> Config:
     """Read the config the way every command does; raise ConfigError on anything unusable."""
     if path is None:
         path = os.environ.get("KIOSK_CONFIG") or (SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None)
-    data: dict[str, Any] = {}
-    source = "built-in defaults"
-    if path is not None:
-        source = str(path)
-        try:
-            with open(path, "rb") as fh:
-                raw = fh.read(1_000_001)
-        except OSError as exc:
-            raise ConfigError(f"{source}: cannot read config file ({exc.strerror})") from None
-        if len(raw) > 1_000_000:
-            raise ConfigError(f"{source}: config file is larger than 1 MB")
-        try:
-            data = tomllib.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    data: dict[str, Any] = _read_toml(Path(path)) if path is not None else {}
+    source = str(path) if path is not None else "built-in defaults"
     state_dir = state_dir or os.environ.get("KIOSK_STATE_DIR")
     if state_dir:
         data.setdefault("device", {})
         if isinstance(data["device"], dict):
             data["device"]["state_dir"] = state_dir
-    return _build(data, source)
+    config = _build(data, source)
+    overrides = config.state_dir / OVERRIDES_FILE
+    if not overrides.exists():
+        return config
+    extra = _read_toml(overrides)
+    for section, values in extra.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{overrides}: [{section}] must be a table")
+        data.setdefault(section, {}).update(values)
+    return _build(data, f"{source} + {overrides}")
+
+
+def save_overrides(state_dir: Path, changes: dict[str, dict[str, Any]]) -> None:
+    """Persist device-made settings (venue, direction, ...) atomically in the state directory."""
+    from kiosk.privacy import write_private_file
+
+    path = state_dir / OVERRIDES_FILE
+    current = _read_toml(path) if path.exists() else {}
+    for section, values in changes.items():
+        current.setdefault(section, {}).update(values)
+    _build(current, str(path))  # refuse to write what could not be read back
+    lines = []
+    for section, values in current.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+        lines.append("")
+    write_private_file(path, "\n".join(lines).encode("utf-8"))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+    raise ConfigError(f"cannot save {value!r} as a setting")
 
 
 def documented_keys() -> list[str]:

@@ -45,3 +45,20 @@ def load_or_create_secret(state_dir: Path, name: str = SECRET_FILE, size: int = 
 def visitor_ref(secret: bytes, kind: str, subject: str) -> str:
     """HMAC-SHA256 of the credential: stable per device, useless without the device's secret."""
     return hmac.new(secret, f"{kind}\x00{subject}".encode(), hashlib.sha256).hexdigest()
+
+
+def seal_subject(subject: str, authority_public_key: bytes) -> bytes:
+    """Encrypt an identity so only the health authority can read it (libsodium sealed box, X25519).
+
+    The kiosk holds only the public key: a stolen device or database reveals nobody.
+    """
+    from nacl.public import PublicKey, SealedBox
+
+    return SealedBox(PublicKey(authority_public_key)).encrypt(subject.encode("utf-8"))
+
+
+def unseal_subject(sealed: bytes, authority_private_key: bytes) -> str:
+    """The authority's side of :func:`seal_subject`; raises nacl.exceptions.CryptoError on a wrong key."""
+    from nacl.public import PrivateKey, SealedBox
+
+    return SealedBox(PrivateKey(authority_private_key)).decrypt(sealed).decode("utf-8")

@@ -78,3 +78,16 @@ def test_missing_file_is_a_clear_error(tmp_path):
     result = run_kiosk("--config", str(tmp_path / "nope.toml"), "checkin", "--payload", "x")
     assert result.returncode == 2
     assert "nope.toml: cannot read config file" in result.stderr
+
+
+def test_settings_made_on_the_device_override_the_file_and_survive_restart(config_file, state_dir):
+    from kiosk.config import save_overrides
+
+    save_overrides(state_dir, {"device": {"direction": "exit", "venue_name": 'Chợ "Lớn"'}})
+    config = load_config(config_file)
+    assert config.device.direction == "exit"
+    assert config.device.venue_name == 'Chợ "Lớn"'
+    assert config.device.venue_id == "VENUE-1"  # untouched keys still come from the file
+    with pytest.raises(ConfigError, match="device.direction"):
+        save_overrides(state_dir, {"device": {"direction": "up"}})
+    assert load_config(config_file).device.direction == "exit"  # the refused change was not written
