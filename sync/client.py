@@ -240,8 +240,8 @@ class Uploader:
         nearby = None
         for name, status in list(statuses.items())[:16]:
             detail = _scalars(status["detail"])
-            if isinstance(status["detail"].get("nearby_phones"), int):
-                nearby = status["detail"]["nearby_phones"]
+            if name == "nearby" and status["state"] == "ok" and isinstance(detail.get("phones"), int):
+                nearby = detail["phones"]  # the beacon's scanner: distinct Bluezone phones in its window
             components[name[:32]] = {"state": str(status["state"])[:32] or "unknown", "detail": detail}
         try:
             disk_free = shutil.disk_usage(self.config.state_dir).free

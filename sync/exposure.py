@@ -8,28 +8,21 @@ Bluezone's derivation.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from typing import Any, Callable
 
 # (base key, UTC day the key was made for, window start ms, window end ms) -> F0 entries
 F0Entries = Callable[[bytes, dt.date, int, int], list[dict[str, Any]]]
-
-# Where the beacon package provides the function (first that imports wins).
-F0_PROVIDERS = ("beacon.exposure:f0_entries", "beacon.idchain:f0_entries", "beacon:f0_entries")
-
 
 class ExposureUnavailable(RuntimeError):
     """The beacon package (and with it Bluezone's ID chain) is not installed here."""
 
 
 def load_f0_entries() -> F0Entries:
-    for spec in F0_PROVIDERS:
-        module, name = spec.split(":")
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-    raise ExposureUnavailable("the beacon package's f0_entries is not available on this server")
+    try:
+        from beacon.register import f0_entries
+    except ImportError:
+        raise ExposureUnavailable("the beacon package's f0_entries is not available on this server") from None
+    return f0_entries
 
 
 def exposure_entries(keys: list[dict[str, Any]], start_ms: int, end_ms: int,
@@ -45,18 +38,13 @@ def exposure_entries(keys: list[dict[str, Any]], start_ms: int, end_ms: int,
     return entries
 
 
-# Where the beacon package provides its key record for registration: a function taking the Config
-# and returning {"base_key": hex, "key_day": "YYYY-MM-DD"} or None before the beacon made a key.
-RECORD_PROVIDERS = ("beacon.keys:registration_record", "beacon.idchain:registration_record",
-                    "beacon:registration_record")
-
 
 def load_beacon_record(config: Any) -> dict[str, Any] | None:
-    for spec in RECORD_PROVIDERS:
-        module, name = spec.split(":")
-        try:
-            provider = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-        return provider(config)
-    return None
+    """The beacon's key registration record, or None (no beacon package here, or no key made yet)."""
+    try:
+        from beacon.ids import load_base_key
+        from beacon.register import registration_record
+    except ImportError:
+        return None
+    base = load_base_key(config.state_dir)
+    return registration_record(base) if base is not None else None
