@@ -28,7 +28,7 @@ from kiosk.store import Store
 from sync import protocol as p
 from sync.identity import Enrollment, load_enrollment, load_key
 from sync.outbox import Claimed, Outbox
-from sync.transport import Reply, Unreachable, UpstreamSession
+from sync.transport import BadReply, Reply, Unreachable, UpstreamSession
 
 log = logging.getLogger("kiosk.sync")
 
@@ -120,6 +120,9 @@ class Uploader:
             return True
         except Unreachable as exc:
             self._failed("offline", str(exc))
+            return False
+        except BadReply as exc:
+            self._failed_reply(exc.reply)
             return False
 
     def _wait_for_work(self, stop: threading.Event, deadline: float | None) -> None:

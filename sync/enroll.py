@@ -14,7 +14,7 @@ from kiosk import __version__
 from kiosk.config import Config, save_overrides
 from sync import protocol as p
 from sync.identity import Enrollment, load_or_create_key, save_enrollment
-from sync.transport import Unreachable, UpstreamSession
+from sync.transport import BadReply, Unreachable, UpstreamSession
 
 log = logging.getLogger("kiosk.sync")
 
@@ -46,6 +46,8 @@ def provision(config: Config, upstream_url: str, token: str, venue_id: str, ca_b
                                              "public_key": public_key, "software_version": __version__})
     except Unreachable as exc:
         raise EnrollError("unreachable", str(exc)) from None
+    except BadReply as exc:
+        raise EnrollError(exc.reply.reason, exc.reply.message) from None
     finally:
         session.close()
     if reply.status != 200:

@@ -24,6 +24,14 @@ class Unreachable(Exception):
     """No HTTP answer: refused, reset, timed out, or the TLS certificate did not verify."""
 
 
+class BadReply(Exception):
+    """An HTTP answer where only a success would do (e.g. GET /v1/time answered 503)."""
+
+    def __init__(self, reply: "Reply"):
+        super().__init__(f"HTTP {reply.status} {reply.reason}")
+        self.reply = reply
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int
@@ -95,7 +103,7 @@ class UpstreamSession:
         after = time.time_ns() // 1_000_000
         reply = self._reply(response)
         if reply.status != 200 or not isinstance(reply.body.get("utc_ms"), int):
-            raise Unreachable(f"server time unavailable (HTTP {reply.status})")
+            raise BadReply(reply)
         self.offset_ms = reply.body["utc_ms"] - (before + after) // 2
         return self.offset_ms
 

@@ -30,7 +30,7 @@ FAULTS = ("refuse", "http500", "http503", "stall", "cut_request", "cut_response"
 class ProxyStats:
     modes: Counter = field(default_factory=Counter)
     paths: Counter = field(default_factory=Counter)
-    request_sizes: list = field(default_factory=list)  # (path, body bytes) of every request that passed
+    bodies: list = field(default_factory=list)         # (path, body) of every request answered by the upstream
     arrivals: list = field(default_factory=list)       # (loop time, path, mode) of every request
 
     @property
@@ -161,7 +161,7 @@ class FaultProxy:
                     if mode == "cut_response":
                         _reset(client_w)
                         return
-                    self.stats.request_sizes.append((path, len(body)))
+                    self.stats.bodies.append((path, body))
                     client_w.write(answer[0] + answer[1])
                 await client_w.drain()
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
