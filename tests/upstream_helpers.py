@@ -176,12 +176,19 @@ class PostgresServer:
 
     def start(self) -> "PostgresServer":
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "kiosk", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.resume()
+        return self
+
+    def resume(self) -> None:
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-w", "-t", "60", "-o",
                   f"-k {self.base} -p {self.port} -c listen_addresses=127.0.0.1", "start")
-        return self
+
+    def pause(self) -> None:
+        """Stop the server but keep its data (a database restart, as the upstream sees it)."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         try:
-            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+            self.pause()
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
