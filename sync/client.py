@@ -17,6 +17,7 @@ import logging
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -78,8 +79,10 @@ class Uploader:
         self._next_heartbeat = 0.0
         self._beacon_sent: str | None = None
         self._last_report = 0.0
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-send")
 
     def close(self) -> None:
+        self._sender.shutdown(wait=True)
         self.session.close()
         self.store.close()
 
@@ -165,23 +168,42 @@ class Uploader:
 
     # ---- check-ins -----------------------------------------------------------------------------
     def _drain(self, stop: threading.Event) -> bool:
-        while not stop.is_set() and self.outbox.has_pending():
-            batch = self.outbox.claim(self.settings.batch_max_items, self.settings.batch_max_bytes)
-            if not batch:
-                return True
-            if not self._send(batch):
+        """Send batches until the queue is empty. The next batch is claimed while the current one is
+        on the wire, so the device's disk work overlaps the network and the upstream's work."""
+        batch = self._claim()
+        while batch and not stop.is_set():
+            on_the_wire = self._sender.submit(self.session.post, p.PATH_CHECKINS, {"checkins": [c.item for c in batch]})
+            upcoming = self._claim()
+            try:
+                ok = self._settle(batch, on_the_wire.result())
+            except Unreachable as exc:
+                self.outbox.release([c.item["id"] for c in batch], str(exc))
+                self._failed("offline", str(exc))
+                ok = False
+            if not ok:
+                self.outbox.release([c.item["id"] for c in upcoming], "not sent")
                 return False
             self._report()
+            batch = upcoming
         return True
 
+    def _claim(self) -> list[Claimed]:
+        if not self.outbox.has_pending():
+            return []
+        return self.outbox.claim(self.settings.batch_max_items, self.settings.batch_max_bytes)
+
     def _send(self, batch: list[Claimed], retried: bool = False) -> bool:
-        ids = [c.item["id"] for c in batch]
         try:
             reply = self.session.post(p.PATH_CHECKINS, {"checkins": [c.item for c in batch]})
         except Unreachable as exc:
-            self.outbox.release(ids, str(exc))
+            self.outbox.release([c.item["id"] for c in batch], str(exc))
             self._failed("offline", str(exc))
             return False
+        return self._settle(batch, reply, retried)
+
+    def _settle(self, batch: list[Claimed], reply: Reply, retried: bool = False) -> bool:
+        """Act on the upstream's answer to one batch; False if the rows went back to pending."""
+        ids = [c.item["id"] for c in batch]
         if reply.status == 200:
             self._accept(ids, reply)
             return True
@@ -194,7 +216,7 @@ class Uploader:
                 self.result.dead += 1
                 log.error("upstream refused check-in %s for good (%s); kept as a dead letter", ids[0], reply.reason)
                 return True
-            half = len(batch) // 2
+            half = len(batch) // 2  # find the rows at fault by halving
             if not self._send(batch[:half]):
                 self.outbox.release(ids[half:], "not sent")
                 return False

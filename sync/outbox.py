@@ -64,15 +64,17 @@ class Outbox:
                     break
                 batch.append(Claimed(item, size))
                 total += size
-            conn.executemany("UPDATE outbox SET state = 'inflight', attempts = attempts + 1, updated_ms = ? "
-                             "WHERE checkin_id = ?", [(_now_ms(), c.item["id"]) for c in batch])
+            for chunk in _chunks([c.item["id"] for c in batch]):
+                conn.execute("UPDATE outbox SET state = 'inflight', attempts = attempts + 1, updated_ms = ? "
+                             f"WHERE checkin_id IN ({', '.join('?' * len(chunk))})", [_now_ms(), *chunk])
         return batch
 
     def _set(self, ids: Iterable[str], state: str, error: str | None) -> None:
         at = _now_ms()
         with self.store.transaction() as conn:
-            conn.executemany("UPDATE outbox SET state = ?, last_error = ?, updated_ms = ? WHERE checkin_id = ?",
-                             [(state, error, at, i) for i in ids])
+            for chunk in _chunks(list(ids)):
+                conn.execute("UPDATE outbox SET state = ?, last_error = ?, updated_ms = ? "
+                             f"WHERE checkin_id IN ({', '.join('?' * len(chunk))})", [state, error, at, *chunk])
 
     def ack(self, ids: Iterable[str]) -> None:
         self._set(ids, "acked", None)
@@ -97,3 +99,9 @@ class Outbox:
 
     def has_pending(self) -> bool:
         return self.store.db.execute("SELECT 1 FROM outbox WHERE state = 'pending' LIMIT 1").fetchone() is not None
+
+
+def _chunks(ids: list[str], size: int = 900) -> Iterable[list[str]]:
+    """SQLite binds at most 32766 parameters; stay far below with one statement per 900 ids."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]

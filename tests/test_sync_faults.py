@@ -144,9 +144,9 @@ def test_upstream_down_for_a_while_then_back(rig):
     rig.proxy.down()
     later = [run_kiosk("--config", str(rig.config), "checkin", "--payload", f"DEMO-HQR-0000000000B{i}").stdout.strip()
              for i in range(3)]
-    rig.wait(lambda: rig.sync_status().get("state") == "offline", 30, "the sync status to say offline")
-    status = rig.sync_status()["detail"]
-    assert status["queue_depth"] == 3 and status["last_error"]
+    rig.wait(lambda: rig.sync_status().get("state") == "offline" and rig.sync_status()["detail"]["queue_depth"] == 3,
+             30, "the sync status to say offline, three queued")
+    assert rig.sync_status()["detail"]["last_error"]
     time.sleep(2)  # several failed attempts while down
     assert set(later).isdisjoint(upstream_ids(rig.db))
     rig.proxy.up()
