@@ -105,17 +105,15 @@ class FormatsConfig:
 
 def _key_setting(v: str) -> str | None:
     """Empty, 32 bytes in base64, or a file path (read when the service starts)."""
-    if not v or "/" in v:
-        return None
     import base64
     import binascii
 
     try:
-        if len(base64.b64decode(v, validate=True)) == 32:
+        if not v or len(base64.b64decode(v, validate=True)) == 32:
             return None
     except (binascii.Error, ValueError):
         pass
-    return "a 32-byte key in base64 (44 characters) or the path of a file holding one"
+    return None if "/" in v else "a 32-byte key in base64 (44 characters) or the path of a file holding one"
 
 
 @dataclass(frozen=True)

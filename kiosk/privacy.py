@@ -83,23 +83,28 @@ def read_key(value: str, setting: str) -> bytes | None:
 
     if not value:
         return None
-    text = value.encode()
-    if "/" in value:
-        try:
-            with open(Path(value).expanduser(), "rb") as fh:
-                data = fh.read(4097)
-        except OSError as exc:
-            raise ConfigError(f"'{setting}' = {value!r}: cannot read the key file ({exc.strerror})") from None
-        if len(data) == 32:
-            return data
-        text = data.strip()
+    key = _b64_key(value.encode())
+    if key is not None:
+        return key
+    if "/" not in value:
+        raise ConfigError(f"'{setting}' = {value!r}: expected a 32-byte key in base64, or a key file's path")
+    try:
+        with open(Path(value).expanduser(), "rb") as fh:
+            data = fh.read(4097)
+    except OSError as exc:
+        raise ConfigError(f"'{setting}' = {value!r}: cannot read the key file ({exc.strerror})") from None
+    key = data if len(data) == 32 else _b64_key(data.strip())
+    if key is None:
+        raise ConfigError(f"'{setting}' = {value!r}: the file does not hold a 32-byte key (raw or base64)")
+    return key
+
+
+def _b64_key(text: bytes) -> bytes | None:
     try:
         key = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        key = b""
-    if len(key) != 32:
-        raise ConfigError(f"'{setting}' = {value!r}: expected a 32-byte key in base64")
-    return key
+        return None
+    return key if len(key) == 32 else None
 
 
 def new_sealing_keypair() -> tuple[bytes, bytes]:
