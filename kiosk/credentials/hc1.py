@@ -215,7 +215,8 @@ def certificate_types(dcc: Mapping) -> set[str]:
     return {t for t in ("v", "t", "r") if dcc.get(t)}
 
 
-def _extended_key_usage(cert: x509.Certificate) -> set[str] | None:
+@functools.lru_cache(maxsize=1024)  # per trusted certificate: parsed once, not at every scan
+def _extended_key_usage(cert: x509.Certificate) -> frozenset[str] | None:
     """The signer's extended key usage OIDs, None when it has none.
 
     Read with asn1crypto, which tolerates what issuers really ship (an encoded default in
@@ -225,7 +226,7 @@ def _extended_key_usage(cert: x509.Certificate) -> set[str] | None:
     from asn1crypto import x509 as asn1_x509
 
     usage = asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER)).extended_key_usage_value
-    return None if usage is None else {oid.dotted for oid in usage}
+    return None if usage is None else frozenset(oid.dotted for oid in usage)
 
 
 def check_key_usage(cert: x509.Certificate, types: set[str]) -> str:
