@@ -104,7 +104,10 @@ class Store:
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
     def open(cls, state_dir: Path, readonly: bool = False) -> "Store":
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StorageError(f"cannot create state directory {state_dir}: {exc.strerror}") from exc
         path = state_dir / DB_NAME
         try:
             store = cls._connect(path, readonly)
