@@ -10,6 +10,7 @@ and a fresh database is started; the rename is recorded as the ``store`` status 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -176,7 +177,7 @@ class Store:
                 if duplicate_since(self):
                     return False
                 self.db["checkins"].insert(
-                    {**row.__dict__, "clock_synced": int(row.clock_synced)}, alter=False
+                    {**dataclasses.asdict(row), "clock_synced": int(row.clock_synced)}, alter=False
                 )
                 self.db["outbox"].insert({"checkin_id": row.id, "updated_ms": _now_ms()}, alter=False)
             return True
