@@ -68,8 +68,6 @@ def test_kiosk_run_reads_every_format_from_camera_images(setup, tmp_path, state_
     assert result.returncode == 0, result.stderr
     seen = [(e["event"], e["kind"]) for e in read_events(events)]
     assert seen == [("accepted", "cccd"), ("accepted", "personal"), ("accepted", "hc1"), ("provisioning", "provisioning")]
-    hc1_event = list(read_events(events))[2]
-    assert hc1_event["verdicts"] == {"signature": "valid", "expiry": "valid", "schema": "valid", "key_usage": "valid"}
     text = events.read_text(encoding="utf-8") + result.stderr
     for secret in ("001090123456", "NGUY", "Nguy", TOKEN, "enroll-0123456789abcdef"):
         assert secret not in text

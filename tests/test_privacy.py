@@ -84,15 +84,15 @@ def test_uploaded_rows_lose_their_hash_then_go_after_retention(kiosk, state_dir)
         assert pipeline.handle_payload(payload).event == "accepted"
     db = pipeline.store.db
     db.execute("UPDATE outbox SET state = 'acked' WHERE checkin_id IN (SELECT id FROM checkins WHERE visitor_ref != ?)",
-               [visitor_ref(pipeline.secret, "personal", "DEMO-HQR-0000000000FF")])  # one row still unsent
+               [visitor_ref(pipeline.identity()[0], "personal", "DEMO-HQR-0000000000FF")])  # one row still unsent
     assert pipeline.maintain() == {"deleted": 0, "blanked": 0}  # inside the repeat window: still needed
     pipeline.config = pipeline.config.replace(scan={"duplicate_window_s": 0.0})
     assert pipeline.maintain() == {"deleted": 0, "blanked": 3}
     pipeline.close()
     stolen = state_bytes(state_dir)
     for kind, subject in (("cccd", "001090123456"), ("personal", TOKEN), ("hc1", "NGUYEN<<VAN<AN|1990-01-01")):
-        assert visitor_ref(pipeline.secret, kind, subject).encode() not in stolen
-    assert visitor_ref(pipeline.secret, "personal", "DEMO-HQR-0000000000FF").encode() in stolen  # unsent: kept
+        assert visitor_ref(pipeline.identity()[0], kind, subject).encode() not in stolen
+    assert visitor_ref(pipeline.identity()[0], "personal", "DEMO-HQR-0000000000FF").encode() in stolen  # unsent: kept
 
     db = pipeline.store.db
     db.execute("UPDATE checkins SET utc_ms = utc_ms - 22 * 86400000")  # three weeks pass
