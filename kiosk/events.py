@@ -19,6 +19,7 @@ ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 ERROR = "error"  # the kiosk could not process the scan (storage, not provisioned): try again / call staff
+PROVISIONING = "provisioning"  # a verified provisioning code: the screen asks to confirm, no check-in made
 
 
 @dataclass(frozen=True)
