@@ -269,9 +269,15 @@ class Controller:
         self.transport.send(command_packet(opcode, params))
         deadline = time.monotonic() + self.timeout
         while True:
-            for event in self._events(min(QUIET_S, deadline - time.monotonic())):
-                answer = self._answer_to(opcode, event)
+            events = self._events(min(QUIET_S, deadline - time.monotonic()))
+            for i, event in enumerate(events):
+                try:
+                    answer = self._answer_to(opcode, event)
+                except HciError:
+                    self.other_events.extend(events[i + 1:])
+                    raise
                 if answer is not None:
+                    self.other_events.extend(events[i + 1:])  # e.g. a report that came with the answer
                     return answer
                 self.other_events.append(event)
             if time.monotonic() >= deadline:

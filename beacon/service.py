@@ -93,6 +93,7 @@ class BeaconService:
         self.address_slot: tuple[Any, int] | None = None
         self.current_id = b""
         self.failures = 0
+        self.last_error = ""
         self.next_health = 0.0
         self.next_scan = 0.0
         self.last_report: tuple[str, dict[str, Any]] | None = None
@@ -183,7 +184,7 @@ class BeaconService:
         ctrl.set_adv_params(self.interval, self.version.hci_version)
         ctrl.set_adv_data(bluezone_advert(bluezone_id))
         ctrl.set_adv_enable(True)
-        self.slot, self.current_id, self.failures = slot, bluezone_id, 0
+        self.slot, self.current_id, self.failures, self.last_error = slot, bluezone_id, 0, ""
         self.next_health = time.monotonic() + HEALTH_CHECK_S
         log.info("advertising slot %d of %s: ID %s", slot[1], slot[0], bluezone_id.hex().upper())
         self._report(ADVERTISING, {
@@ -197,7 +198,11 @@ class BeaconService:
         self._drop_controller()
         delay = random.uniform(0, min(self.config.retry_max_s, 0.5 * 2 ** self.failures))
         self.failures += 1
-        log.warning("%s: %s; retrying in %.1f s", state, exc, delay)
+        if str(exc) != self.last_error:  # say it once; repeats of the same fault are debug noise
+            log.warning("%s: %s; retrying with backoff (at most %g s apart)", state, exc, self.config.retry_max_s)
+        else:
+            log.debug("%s again: %s; retrying in %.1f s", state, exc, delay)
+        self.last_error = str(exc)
         self._report(state, {"error": str(exc), "transport": self.spec, "attempts": self.failures,
                              "retry_in_s": round(delay, 1)})
         return delay

@@ -75,7 +75,7 @@ class _SocketTransport(Transport):
         try:
             self.sock.sendall(packet)
         except OSError as exc:
-            raise AdapterMissing(f"{self.name}: cannot send ({exc.strerror or exc})") from None
+            raise AdapterMissing(f"{self.name}: the controller is gone (send: {exc.strerror or exc})") from None
 
     def recv(self, timeout: float) -> bytes:
         try:
@@ -84,9 +84,9 @@ class _SocketTransport(Transport):
                 return b""
             data = self.sock.recv(4096)
         except OSError as exc:
-            raise AdapterMissing(f"{self.name}: cannot read ({exc.strerror or exc})") from None
+            raise AdapterMissing(f"{self.name}: the controller is gone (read: {exc.strerror or exc})") from None
         if not data:
-            raise AdapterMissing(f"{self.name}: the controller closed the connection")
+            raise AdapterMissing(f"{self.name}: the controller is gone (it closed the connection)")
         return data
 
     def close(self) -> None:

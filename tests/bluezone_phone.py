@@ -34,6 +34,7 @@ class Phone:
         self.buffer = b""
         self.log: list[Record] = []
         self.other_adverts = 0
+        self.addresses: set[tuple[int, bytes]] = set()  # (address type, address as on the wire) of Bluezone adverts
         self.command(0x0C03)  # Reset
 
     def close(self) -> None:
@@ -43,15 +44,19 @@ class Phone:
     def command(self, opcode: int, params: bytes = b"") -> bytes:
         self.sock.sendall(struct.pack("<BHB", 1, opcode, len(params)) + params)
         deadline = time.monotonic() + 3
-        while time.monotonic() < deadline:
-            for code, body in self._events(0.2):
+        answer = None
+        while answer is None and time.monotonic() < deadline:
+            for code, body in self._events(0.2):  # handle everything, even what follows the answer
                 if code == 0x0E and struct.unpack_from("<H", body, 1)[0] == opcode:
                     assert body[3] == 0, f"phone: command 0x{opcode:04X} failed with 0x{body[3]:02X}"
-                    return body[4:]
-                if code == 0x0F and struct.unpack_from("<H", body, 2)[0] == opcode:
+                    answer = body[4:]
+                elif code == 0x0F and struct.unpack_from("<H", body, 2)[0] == opcode:
                     assert body[0] == 0, f"phone: command 0x{opcode:04X} status 0x{body[0]:02X}"
-                    return b""
-                self._handle(code, body)
+                    answer = b""
+                else:
+                    self._handle(code, body)
+        if answer is not None:
+            return answer
         raise TimeoutError(f"phone: no answer to 0x{opcode:04X}")
 
     def _events(self, timeout: float) -> list[tuple[int, bytes]]:
@@ -74,15 +79,16 @@ class Phone:
             return
         pos = 2
         for _ in range(body[1]):
-            length = body[pos + 8]
+            address_type, address, length = body[pos + 1], bytes(body[pos + 2:pos + 8]), body[pos + 8]
             data = body[pos + 9:pos + 9 + length]
             rssi = struct.unpack_from("<b", body, pos + 9 + length)[0]
             pos += 10 + length
             bluezone_id = bluezone_id_from_ad(data)
             if bluezone_id is None:
                 self.other_adverts += 1
-            else:
-                self.log.append(Record(bluezone_id, rssi, time.time_ns() // 1_000_000))
+                continue
+            self.addresses.add((address_type, address))
+            self.log.append(Record(bluezone_id, rssi, time.time_ns() // 1_000_000))
 
     # ---- the phone's jobs ----------------------------------------------------------------------
     def listen(self, seconds: float) -> list[Record]:
