@@ -75,6 +75,9 @@ class _SocketTransport(Transport):
         try:
             self.sock.sendall(packet)
         except OSError as exc:
+            if exc.errno == errno.ENETDOWN:
+                raise AdapterMissing(f"{self.name} is down: bring it up (hciconfig {self.name} up) or give "
+                                     "the beacon CAP_NET_ADMIN") from None
             raise AdapterMissing(f"{self.name}: the controller is gone (send: {exc.strerror or exc})") from None
 
     def recv(self, timeout: float) -> bytes:
@@ -150,6 +153,8 @@ class RawHciTransport(_SocketTransport):
         try:
             fcntl.ioctl(self.sock.fileno(), HCIDEVUP, dev)
         except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                return  # no CAP_NET_ADMIN: fine if the adapter is already up (sends say so otherwise)
             if exc.errno != errno.EALREADY:
                 raise explain_socket_error(exc.errno, dev) from None
 
