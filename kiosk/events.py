@@ -37,8 +37,6 @@ class Outcome:
                "at_utc_ms": self.at_utc_ms, "source": self.source}
         if self.checkin_id:
             out["checkin_id"] = self.checkin_id
-        if self.credential is not None and self.credential.facts.get("verdicts"):
-            out["verdicts"] = self.credential.facts["verdicts"]
         return out
 
 

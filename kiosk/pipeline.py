@@ -46,12 +46,20 @@ class Pipeline:
         self.sinks = list(sinks)
         self.clock = clock or Clock(config.clock.assume_synced)
         self.registry = registry or default_registry(config)
-        self.secret = load_or_create_secret(config.state_dir)
-        self.device_id = device_id(config)
+        self._identity: tuple[bytes, str] | None = None  # (secret, device id), loaded on first check-in
         self._store: Store | None = None
         self._recent: dict[bytes, float] = {}  # payload digest -> monotonic seconds last seen in a frame
 
     # ---- storage -----------------------------------------------------------------------------
+    def identity(self) -> tuple[bytes, str]:
+        """The device secret and id from the state directory; StorageError if it cannot be read or made."""
+        if self._identity is None:
+            try:
+                self._identity = (load_or_create_secret(self.config.state_dir), device_id(self.config))
+            except OSError as exc:
+                raise StorageError(f"state directory {self.config.state_dir}: {exc.strerror or exc}") from exc
+        return self._identity
+
     @property
     def store(self) -> Store:
         if self._store is None:
@@ -83,12 +91,6 @@ class Pipeline:
             return self._emit(self._outcome(REJECTED, credential, source=source, at=instant.utc_ms))
         if not self.config.device.venue_id:
             return self._emit(self._outcome(ERROR, credential, reason="not-provisioned", source=source, at=instant.utc_ms))
-        row = CheckinRow(
-            id=new_checkin_id(), venue_id=self.config.device.venue_id, device_id=self.device_id,
-            direction=self.config.device.direction, utc_ms=instant.utc_ms, monotonic_ns=instant.monotonic_ns,
-            boot_id=instant.boot_id, clock_synced=instant.clock_synced, kind=credential.kind,
-            visitor_ref=visitor_ref(self.secret, credential.kind, credential.subject),
-        )
         window = self.config.scan.duplicate_window_s
 
         def is_repeat(store: Store) -> bool:
@@ -97,11 +99,19 @@ class Pipeline:
                 since_mono_ns=row.monotonic_ns - int(window * 1e9), since_utc_ms=row.utc_ms - int(window * 1000))
 
         try:
+            secret, this_device = self.identity()
+            row = CheckinRow(
+                id=new_checkin_id(), venue_id=self.config.device.venue_id, device_id=this_device,
+                direction=self.config.device.direction, utc_ms=instant.utc_ms, monotonic_ns=instant.monotonic_ns,
+                boot_id=instant.boot_id, clock_synced=instant.clock_synced, kind=credential.kind,
+                visitor_ref=visitor_ref(secret, credential.kind, credential.subject),
+            )
             stored = self.store.record_checkin(row, is_repeat)
         except StorageError as exc:
             log.error("check-in refused, storage unavailable: %s", exc)
             self.close()  # reopen on the next scan: space or permissions may come back
-            return self._emit(self._outcome(ERROR, credential, reason="storage-unavailable", source=source, at=row.utc_ms))
+            return self._emit(self._outcome(ERROR, credential, reason="storage-unavailable", source=source,
+                                            at=instant.utc_ms))
         if not stored:
             return self._emit(self._outcome(DUPLICATE, credential, reason="already-checked-in", source=source, at=row.utc_ms))
         log.info("check-in %s recorded (%s, %s)", row.id, row.kind, row.direction)

@@ -10,6 +10,7 @@ and a fresh database is started; the rename is recorded as the ``store`` status 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -104,7 +105,10 @@ class Store:
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
     def open(cls, state_dir: Path, readonly: bool = False) -> "Store":
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StorageError(f"cannot create state directory {state_dir}: {exc.strerror}") from exc
         path = state_dir / DB_NAME
         try:
             store = cls._connect(path, readonly)
@@ -173,7 +177,7 @@ class Store:
                 if duplicate_since(self):
                     return False
                 self.db["checkins"].insert(
-                    {**row.__dict__, "clock_synced": int(row.clock_synced)}, alter=False
+                    {**dataclasses.asdict(row), "clock_synced": int(row.clock_synced)}, alter=False
                 )
                 self.db["outbox"].insert({"checkin_id": row.id, "updated_ms": _now_ms()}, alter=False)
             return True
