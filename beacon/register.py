@@ -13,6 +13,7 @@ midnight the daily key belongs to, and an exposure can only start at a day bound
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 from beacon.ids import DAY_MS, SLOTS_PER_DAY, BaseKey, day_start_ms, daily_key, utc_day
@@ -54,3 +55,11 @@ def f0_entries(key: bytes, key_day: dt.date, t_start_ms: int, t_end_ms: int) -> 
 
 def f0_message(key: bytes, key_day: dt.date, t_start_ms: int, t_end_ms: int) -> dict[str, Any]:
     return {"data": f0_entries(key, key_day, t_start_ms, t_end_ms)}
+
+
+def device_registration(state_dir: Path) -> dict[str, Any] | None:
+    """This device's registration record for the sync process; None until the beacon has made its key."""
+    from beacon.ids import load_base_key
+
+    base = load_base_key(state_dir)
+    return None if base is None else registration_record(base)

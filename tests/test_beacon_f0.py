@@ -87,3 +87,12 @@ def test_registration_record_and_f0_command():
     result = run_kiosk("beacon", "f0", "--key", KEY.hex(), "--key-day", "2020-08-08",
                        "--from", "2020-08-09T11:00:00Z", "--to", "2020-08-09T09:00:00Z")
     assert result.returncode == 2 and "--to is before --from" in result.stderr
+
+
+def test_device_registration_for_the_sync_process(state_dir):
+    from beacon.ids import load_or_create_base_key
+    from beacon.register import device_registration
+
+    assert device_registration(state_dir) is None  # no key before the beacon first ran
+    base = load_or_create_base_key(state_dir, DAY0 + H)
+    assert device_registration(state_dir) == registration_record(base)

@@ -105,7 +105,7 @@ class HostileController:
 def test_driver_finds_the_answer_in_a_hostile_stream(tmp_path):
     path = tmp_path / "hostile"
     version = bytes.fromhex("040E0C01011000") + struct.pack("<BHBHH", 8, 0, 8, 0x000F, 0)
-    peer = HostileController(path, [
+    HostileController(path, [
         [b"\x07\x07\x07", RESET_DONE[:5], 0.3, b"\xde\xad" + RESET_DONE],  # garbage, truncated, pause, answer
         [version[:6], 0.02, version[6:]],                                # one event in two writes
         [bytes.fromhex("040F04") + b"\x0C\x01\x0A\x20"],                 # Command Status with an error

@@ -6,8 +6,6 @@ import subprocess
 import threading
 import time
 
-import pytest
-
 from beacon.ids import SLOT_MS, id_at, load_base_key, slot_start_ms
 from beacon.service import BeaconClock, BeaconService
 from beacon.transport import CapabilityMissing, explain_socket_error
