@@ -65,10 +65,15 @@ def run_demo(seconds: float, headless: bool, state_dir: str | None = None) -> in
     print(f"demo: state directory {state}; simulated camera; {seconds:g} s", file=sys.stderr)
     stop = threading.Event()
     stop_on_signals(stop)
+    from beacon.demo import start as start_beacon
+
+    beacon = start_beacon(state)  # Bluezone IDs on an emulated controller, or a line saying why not
     try:
         run_scanner(pipeline, stop, seconds=seconds)
     finally:
         pipeline.close()
+        if beacon is not None:
+            beacon.stop()
     scanned = sum(counts.values())
     print(f"demo summary: scanned={scanned} accepted={counts['accepted']} duplicates={counts['duplicate']} "
           f"rejected={counts['rejected']} errors={counts['error']} synced=0")
