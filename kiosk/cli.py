@@ -20,6 +20,8 @@ from kiosk.config import Config, ConfigError, load_config
 COMMAND_MODULES = [
     "kiosk.commands",
     "sync.commands",
+    "kiosk.credentials.commands",
+    "beacon.commands",
 ]
 
 

@@ -363,11 +363,11 @@ def normalise_beacon_record(record: dict[str, Any]) -> dict[str, str]:
 
 
 def default_beacon_record(config: Config) -> BeaconRecord:
-    """The beacon package's registration record, when that package is installed and has made a key."""
+    """The beacon's registration record, once ``kiosk beacon`` has made its key (None before)."""
 
     def record() -> dict[str, Any] | None:
-        from sync.exposure import load_beacon_record
+        from beacon.register import device_registration
 
-        return load_beacon_record(config)
+        return device_registration(config.state_dir)
 
     return record

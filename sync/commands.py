@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--to", dest="end", required=True, type=parse_time, metavar="T2", help="ISO 8601 or ms")
         if name == "export":
             q.add_argument("--authority-key", required=True, type=Path, metavar="FILE",
-                           help="the authority's X25519 private key (32 bytes raw, hex or base64)")
+                           help="the authority's sealing.key (from `kiosk authority-keys`)")
         q.set_defaults(func={"trace": cmd_trace, "exposure": cmd_exposure, "export": cmd_export}[name])
 
     q = db_parser("revoke", "revoke a device: its requests are refused from now on")
@@ -259,51 +259,27 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 
 def cmd_exposure(args: argparse.Namespace) -> int:
-    from sync.exposure import ExposureUnavailable, exposure_entries
+    from sync.exposure import exposure_entries
 
+    if args.end < args.start:
+        print("kiosk: --to is before --from", file=sys.stderr)
+        return 2
     storage = _storage(args)
     keys = storage.beacon_keys(args.venue)
     storage.close()
-    try:
-        entries = exposure_entries(keys, args.start, args.end)
-    except ExposureUnavailable as exc:
-        print(f"kiosk: {exc}", file=sys.stderr)
-        return 1
+    entries = exposure_entries(keys, args.start, args.end)
     _print({"venue_id": args.venue, "start_ms": args.start, "end_ms": args.end,
             "devices": sorted({k["device_id"] for k in keys}), "f0": entries})
     return 0
-
-
-def read_authority_key(path: Path) -> bytes:
-    """32 raw bytes, or the same as hex or base64 text."""
-    import base64
-    import binascii
-
-    raw = path.read_bytes()
-    if len(raw) == 32:
-        return raw
-    text = raw.decode("ascii", "replace").strip()
-    for decode in (bytes.fromhex, lambda t: base64.b64decode(t, validate=True)):
-        try:
-            key = decode(text)
-        except (ValueError, binascii.Error):
-            continue
-        if len(key) == 32:
-            return key
-    raise ValueError(f"{path}: not a 32-byte private key (raw, hex or base64)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Runs where the authority keeps its private key: identities are unsealed here, never on the server."""
     from nacl.exceptions import CryptoError
 
-    from kiosk.privacy import unseal_subject
+    from kiosk.privacy import read_key, unseal_subject
 
-    try:
-        key = read_authority_key(args.authority_key)
-    except (OSError, ValueError) as exc:
-        print(f"kiosk: {exc}", file=sys.stderr)
-        return 2
+    key = read_key(str(args.authority_key.absolute()), "--authority-key")  # ConfigError: exit 2 with the reason
     storage = _storage(args)
     rows = storage.trace(args.venue, args.start, args.end)
     storage.close()

@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiosk import __version__
 from sync import protocol as p
-from sync.exposure import ExposureUnavailable, exposure_entries
+from sync.exposure import exposure_entries
 from sync.protocol import ProtocolError
 from sync.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
                          Error, Exposure, Fleet, Heartbeat, Stats, TimeReply, Trace)
@@ -233,7 +233,7 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
         return BeaconKeyReply(registered=new, server_time_ms=now_ms())
 
     admin = APIRouter(prefix=f"{p.API}/admin", tags=["operator"], dependencies=[Depends(operator)],
-                      responses={c: {"model": Error} for c in (401, 403, 422, 501, 503)})
+                      responses={c: {"model": Error} for c in (401, 403, 422, 503)})
 
     @admin.get("/stats", response_model=Stats, summary="Total and distinct check-ins")
     def stats(request: Request) -> Stats:
@@ -260,12 +260,8 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
         if end_ms < start_ms:
             raise ProtocolError(422, "invalid-field", "end_ms is before start_ms")
         keys = request.app.state.storage.beacon_keys(venue_id)
-        try:
-            entries = exposure_entries(keys, start_ms, end_ms)
-        except ExposureUnavailable as exc:
-            raise ProtocolError(501, "exposure-unavailable", str(exc)) from None
         return Exposure(venue_id=venue_id, start_ms=start_ms, end_ms=end_ms,
-                        devices=sorted({k["device_id"] for k in keys}), f0=entries)
+                        devices=sorted({k["device_id"] for k in keys}), f0=exposure_entries(keys, start_ms, end_ms))
 
     for router in (public, enroll_router, device, admin):
         app.include_router(router)

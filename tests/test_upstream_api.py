@@ -2,6 +2,7 @@
 exactly-once storage, operator views; every refusal a 4xx with a reason, nothing stored partially."""
 
 import base64
+import datetime as dt
 import gzip
 import json
 import os
@@ -208,6 +209,15 @@ def test_heartbeat_and_beacon_key_reach_the_fleet_view(upstream, device):
     assert device.send(p.PATH_BEACON_KEY, key).json()["registered"] is True
     assert device.send(p.PATH_BEACON_KEY, key).json()["registered"] is False
     refused(device.send(p.PATH_BEACON_KEY, {**key, "base_key": "zz"}), 422, "invalid-field")
+    # The authority publishes a venue exposure: F0 entries from the registered key, as phones expect them.
+    from beacon.register import f0_entries
+
+    window = ["--venue", "VENUE-1", "--from", "2020-08-08T06:00:00Z", "--to", "2020-08-09T01:00:00Z"]
+    exposure = json.loads(run_kiosk("upstream", "exposure", "--db", upstream.db, *window).stdout)
+    assert exposure["devices"] == [device.device_id]
+    assert exposure["f0"] == f0_entries(bytes.fromhex(key["base_key"]), dt.date(2020, 8, 8),
+                                        1596866400000, 1596934800000)
+    assert len(exposure["f0"]) == 2 and exposure["f0"][0]["time_start"] == 1596844800
     fleet = json.loads(run_kiosk("upstream", "fleet", "--db", upstream.db).stdout)
     mine = next(d for d in fleet["devices"] if d["device_id"] == device.device_id)
     assert mine["heartbeat"]["queue_depth"] == 3 and mine["heartbeat"]["nearby_phones"] == 4
@@ -234,6 +244,9 @@ def test_operator_views_need_an_operator_token(upstream, device):
     assert device.device_id in {d["device_id"] for d in fleet["devices"]}
     refused(requests.get(upstream.url + "/v1/admin/trace?venue_id=V&start_ms=x&end_ms=1", headers=auth, timeout=10),
             422, "invalid-field")
+    exposure = requests.get(f"{upstream.url}/v1/admin/exposure?venue_id=VENUE-1&start_ms=1596866400000"
+                            "&end_ms=1596934800000", headers=auth, timeout=10).json()
+    assert [e["time_start"] for e in exposure["f0"]] == [1596844800, 1596931200]
 
 
 def test_trace_and_authority_export_unseal_only_with_the_authority_key(upstream, device, tmp_path):
@@ -242,7 +255,7 @@ def test_trace_and_authority_export_unseal_only_with_the_authority_key(upstream,
     from kiosk.privacy import seal_subject
 
     authority = PrivateKey.generate()
-    (tmp_path / "authority.key").write_text(bytes(authority).hex())
+    (tmp_path / "authority.key").write_text(base64.b64encode(bytes(authority)).decode() + "\n")
     (tmp_path / "wrong.key").write_bytes(bytes(PrivateKey.generate()))
     t0 = 1_700_000_000_000
     inside = [device.item(venue="VENUE-1", utc_ms=t0 + i * 60_000,

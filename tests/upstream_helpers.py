@@ -24,7 +24,11 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from conftest import ROOT, kiosk_env, run_kiosk
+from kiosk.privacy import new_sealing_keypair
 from sync import protocol as p
+
+
+AUTHORITY_KEYS = new_sealing_keypair()  # (private, public) of the health authority, for these tests
 
 
 @dataclass
@@ -83,6 +87,7 @@ def token(db: str, venue: str = "VENUE-1") -> str:
 def write_device_config(path: Path, state_dir: Path, **sync: Any) -> Path:
     """A device config with the test pattern and the given [sync] settings."""
     lines = [f'[device]\nid = "test-device"\nstate_dir = "{state_dir}"\n', "[clock]\nassume_synced = true\n",
+             f'[privacy]\nauthority_public_key = "{base64.b64encode(AUTHORITY_KEYS[1]).decode()}"\n',
              "[[formats.personal]]\nname = \"demo-health-qr\"\npattern = 'DEMO-HQR-[0-9A-F]{12}'\n"]
     if sync:
         lines.append("[sync]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in sync.items()))
