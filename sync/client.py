@@ -17,7 +17,7 @@ import logging
 import shutil
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -28,7 +28,7 @@ from kiosk.service import backoff_delays
 from kiosk.store import Store
 from sync import protocol as p
 from sync.identity import Enrollment, load_enrollment, load_key
-from sync.outbox import Claimed, Outbox
+from sync.outbox import Claimed, Outbox, batch_document
 from sync.transport import BadReply, Reply, Unreachable, UpstreamSession
 
 log = logging.getLogger("kiosk.sync")
@@ -168,24 +168,31 @@ class Uploader:
 
     # ---- check-ins -----------------------------------------------------------------------------
     def _drain(self, stop: threading.Event) -> bool:
-        """Send batches until the queue is empty. The next batch is claimed while the current one is
-        on the wire, so the device's disk work overlaps the network and the upstream's work."""
+        """Send batches until the queue is empty. While one batch is on the wire the next is claimed,
+        and the next is on the wire while this one's answer is written down: the device's disk work
+        overlaps the network and the upstream's work."""
         batch = self._claim()
-        while batch and not stop.is_set():
-            on_the_wire = self._sender.submit(self.session.post, p.PATH_CHECKINS, {"checkins": [c.item for c in batch]})
-            upcoming = self._claim()
+        on_the_wire = self._submit(batch) if batch else None
+        while on_the_wire is not None:
+            upcoming = [] if stop.is_set() else self._claim()
             try:
-                ok = self._settle(batch, on_the_wire.result())
+                reply = on_the_wire.result()
             except Unreachable as exc:
-                self.outbox.release([c.item["id"] for c in batch], str(exc))
+                self.outbox.release([c.id for c in batch + upcoming], str(exc))
                 self._failed("offline", str(exc))
-                ok = False
-            if not ok:
-                self.outbox.release([c.item["id"] for c in upcoming], "not sent")
                 return False
+            on_the_wire = self._submit(upcoming) if upcoming and reply.status == 200 else None
+            if not self._settle(batch, reply):
+                self.outbox.release([c.id for c in upcoming], "not sent")
+                return False
+            if upcoming and on_the_wire is None:
+                on_the_wire = self._submit(upcoming)
             self._report()
             batch = upcoming
         return True
+
+    def _submit(self, batch: list[Claimed]) -> Future:
+        return self._sender.submit(self.session.post_json, p.PATH_CHECKINS, batch_document(batch))
 
     def _claim(self) -> list[Claimed]:
         if not self.outbox.has_pending():
@@ -194,16 +201,16 @@ class Uploader:
 
     def _send(self, batch: list[Claimed], retried: bool = False) -> bool:
         try:
-            reply = self.session.post(p.PATH_CHECKINS, {"checkins": [c.item for c in batch]})
+            reply = self.session.post_json(p.PATH_CHECKINS, batch_document(batch))
         except Unreachable as exc:
-            self.outbox.release([c.item["id"] for c in batch], str(exc))
+            self.outbox.release([c.id for c in batch], str(exc))
             self._failed("offline", str(exc))
             return False
         return self._settle(batch, reply, retried)
 
     def _settle(self, batch: list[Claimed], reply: Reply, retried: bool = False) -> bool:
         """Act on the upstream's answer to one batch; False if the rows went back to pending."""
-        ids = [c.item["id"] for c in batch]
+        ids = [c.id for c in batch]
         if reply.status == 200:
             self._accept(ids, reply)
             return True

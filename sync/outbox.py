@@ -25,8 +25,13 @@ def _now_ms() -> int:
 
 @dataclass(frozen=True)
 class Claimed:
-    item: dict[str, Any]  # the wire form of one check-in
-    size: int             # its JSON size in bytes
+    id: str
+    json: str  # the wire form of one check-in, encoded once: measured for the byte cap, then sent
+
+
+def batch_document(batch: list[Claimed]) -> bytes:
+    """The upload body {"checkins": [...]} from items encoded at claim time."""
+    return ('{"checkins":[' + ",".join(c.json for c in batch) + "]}").encode("utf-8")
 
 
 def wire_item(row: dict[str, Any]) -> dict[str, Any]:
@@ -53,18 +58,19 @@ class Outbox:
         with self.store.transaction() as conn:
             cursor = conn.execute(
                 f"""SELECT {', '.join('c.' + f for f in ITEM_FIELDS)} FROM outbox o JOIN checkins c ON c.id = o.checkin_id
-                    WHERE o.state = 'pending' ORDER BY o.checkin_id LIMIT ?""", [max_items])
+                    WHERE o.state = 'pending' ORDER BY o.rowid LIMIT ?""", [max_items])
             names = [d[0] for d in cursor.description]
             batch: list[Claimed] = []
             total = 0
             for values in cursor.fetchall():
                 item = wire_item(dict(zip(names, values)))
-                size = len(json.dumps(item, separators=(",", ":"))) + 1
+                encoded = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+                size = len(encoded.encode("utf-8")) + 1
                 if batch and total + size > max_bytes:
                     break
-                batch.append(Claimed(item, size))
+                batch.append(Claimed(item["id"], encoded))
                 total += size
-            for chunk in _chunks([c.item["id"] for c in batch]):
+            for chunk in _chunks([c.id for c in batch]):
                 conn.execute("UPDATE outbox SET state = 'inflight', attempts = attempts + 1, updated_ms = ? "
                              f"WHERE checkin_id IN ({', '.join('?' * len(chunk))})", [_now_ms(), *chunk])
         return batch

@@ -271,7 +271,7 @@ class Storage:
                 elif item["venue_id"] not in venues:
                     results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "venue-mismatch"}
                 else:
-                    results[item["id"]] = {"id": item["id"], "status": "stored"}
+                    results[item["id"]] = {"id": item["id"], "status": "stored", "reason": None}
                     rows.append([item[c] for c in CHECKIN_COLUMNS[:-1]] + [at])
             inserted: set[str] = set()
             for chunk in _chunks(rows, 200):

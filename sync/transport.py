@@ -9,6 +9,7 @@ the environment are ignored, so where check-ins go is decided by the config alon
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -108,7 +109,11 @@ class UpstreamSession:
         return self.offset_ms
 
     def post(self, path: str, payload: Any) -> Reply:
-        body = p.gzip_json(payload)
+        return self.post_json(path, json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+    def post_json(self, path: str, document: bytes) -> Reply:
+        """POST an already encoded JSON document: signed, gzip-compressed."""
+        body = p.compress(document)
         headers = p.sign(self.key, "POST", path, self.device_id, body, self.now_ms())
         headers.update({"Content-Type": "application/json", "Content-Encoding": "gzip"})
         return self._reply(self._send("POST", path, data=body, headers=headers))
