@@ -135,8 +135,11 @@ class Uploader:
         if deadline is not None:
             until = min(until, deadline)
         while not stop.wait(self.settings.wake_check_s):
-            if self._data_version() != version and self.outbox.has_pending():
-                return
+            now_version = self._data_version()
+            if now_version != version:
+                if self.outbox.has_pending():
+                    return
+                version = now_version  # another process wrote something else (a status row)
             if time.monotonic() >= until:
                 return
 

@@ -116,10 +116,11 @@ class Ack(BaseModel):
 
 
 # ---- beacon key -------------------------------------------------------------------------------
-class BeaconKey(Strict):
+class BeaconKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # not strict: the date arrives as a JSON string
+
     base_key: Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$", description="32-byte Bluezone base key, hex")]
     key_day: dt.date = Field(description="UTC day the key was made for (YYYY-MM-DD)")
-    model_config = ConfigDict(extra="forbid", strict=False)  # a date arrives as a JSON string
 
 
 class BeaconKeyReply(BaseModel):
