@@ -185,3 +185,19 @@ def test_upstream_restarted_mid_run(rig):
     rig.wait(lambda: rig.counts()["acked"] == 4000, 60, "the rest after the restart")
     rig.close()
     assert_exactly_once(rig, set(ids))
+
+
+@pytest.mark.slow
+def test_uploader_killed_mid_run_resumes_without_loss_or_repeat(rig):
+    ids = rig.seed(3000)
+    rig.start_client()
+    rig.wait(lambda: rig.counts()["acked"] >= 500, 60, "the upload to be under way")
+    rig.client.kill()  # SIGKILL: no chance to tidy up; claimed rows stay "inflight" in the database
+    rig.client.wait()
+    stranded = rig.counts()["inflight"]
+    assert stranded > 0  # mid-drain one batch is on the wire and the next already claimed
+    rig.start_client()
+    rig.wait(lambda: rig.counts()["acked"] == 3000, 60, "the rest after the restart")
+    rig.close()
+    assert f"{stranded} check-ins were in flight when the uploader stopped" in rig.log()
+    assert_exactly_once(rig, set(ids))
