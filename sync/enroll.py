@@ -20,6 +20,8 @@ log = logging.getLogger("kiosk.sync")
 
 
 class EnrollError(RuntimeError):
+    """``reason`` is the upstream's refusal (bad-token, token-used, ...) or "unreachable" (retry later)."""
+
     def __init__(self, reason: str, message: str):
         super().__init__(f"{reason}: {message}" if message else reason)
         self.reason = reason
@@ -47,9 +49,11 @@ def provision(config: Config, upstream_url: str, token: str, venue_id: str, ca_b
     except Unreachable as exc:
         raise EnrollError("unreachable", str(exc)) from None
     except BadReply as exc:
-        raise EnrollError(exc.reply.reason, exc.reply.message) from None
+        reply = exc.reply
     finally:
         session.close()
+    if reply.status >= 500 or reply.status == 429:  # the upstream's trouble, not a refusal: try again later
+        raise EnrollError("unreachable", f"HTTP {reply.status} {reply.reason}")
     if reply.status != 200:
         raise EnrollError(reply.reason, reply.message)
     enrollment = Enrollment(device_id=me, venue_id=venue_id, upstream_url=url, public_key=public_key,

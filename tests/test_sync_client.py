@@ -273,3 +273,26 @@ def _wait(predicate, timeout):  # noqa: ANN001
             return
         time.sleep(0.1)
     raise AssertionError("timed out")
+
+
+def test_enrollment_says_unreachable_when_the_upstream_is_in_trouble(tmp_path, upstream):
+    """5xx or no answer is "unreachable" (the provisioning flow retries); a refusal carries its reason."""
+    from sync.enroll import EnrollError, provision as enroll
+
+    config = load_config(write_device_config(tmp_path / "kiosk.toml", tmp_path / "state", **FAST))
+    proxy = FaultProxy(int(upstream.url.rsplit(":", 1)[1]), {"http503": 0.999}).start()
+    try:
+        with pytest.raises(EnrollError) as err:
+            enroll(config, proxy.url, token(upstream.db), "VENUE-1")
+        assert err.value.reason == "unreachable"
+    finally:
+        proxy.stop()
+    with pytest.raises(EnrollError) as err:
+        enroll(config, "http://127.0.0.1:9", token(upstream.db), "VENUE-1")  # nothing listens on port 9
+    assert err.value.reason == "unreachable"
+    with pytest.raises(EnrollError) as err:
+        enroll(config, upstream.url, "kt_not-issued-here", "VENUE-1")
+    assert err.value.reason == "bad-token"
+    assert not (tmp_path / "state" / "sync-enrollment.json").exists()
+    enroll(config, upstream.url, token(upstream.db), "VENUE-1")
+    assert (tmp_path / "state" / "sync-enrollment.json").exists()
