@@ -80,6 +80,7 @@ class Uploader:
         self._beacon_sent: str | None = None
         self._last_report = 0.0
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-send")
+        self._alive: Callable[[], None] = lambda: None
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)
@@ -87,8 +88,14 @@ class Uploader:
         self.store.close()
 
     # ---- the loop ----------------------------------------------------------------------------
-    def run(self, stop: threading.Event, once: bool = False, seconds: float | None = None) -> SyncResult:
-        """Until ``stop`` (or ``seconds``); with ``once``: until the queue is empty or a failure."""
+    def run(self, stop: threading.Event, once: bool = False, seconds: float | None = None,
+            alive: Callable[[], None] = lambda: None) -> SyncResult:
+        """Until ``stop`` (or ``seconds``); with ``once``: until the queue is empty or a failure.
+
+        ``alive`` is called at least once a second while the loop is healthy, and after every batch
+        (a hook for a service watchdog); a request blocks it for at most the connect + read timeouts.
+        """
+        self._alive = alive
         deadline = time.monotonic() + seconds if seconds else None
         recovered = self.outbox.recover()
         if recovered:
@@ -102,7 +109,7 @@ class Uploader:
                 wait = self._backoff()
                 log.warning("upstream not reached (%s); retrying in %.1f s", self.result.last_error, wait)
                 self._report(force=True, next_retry_s=round(wait, 1))
-                stop.wait(wait if deadline is None else max(0.0, min(wait, deadline - time.monotonic())))
+                self._sleep(stop, wait if deadline is None else max(0.0, min(wait, deadline - time.monotonic())))
                 continue
             self._wait_for_work(stop, deadline)
         self.result.remaining = self.outbox.depth()[0]
@@ -135,6 +142,7 @@ class Uploader:
         if deadline is not None:
             until = min(until, deadline)
         while not stop.wait(self.settings.wake_check_s):
+            self._alive()
             now_version = self._data_version()
             if now_version != version:
                 if self.outbox.has_pending():
@@ -142,6 +150,12 @@ class Uploader:
                 version = now_version  # another process wrote something else (a status row)
             if time.monotonic() >= until:
                 return
+
+    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not stop.is_set() and (left := end - time.monotonic()) > 0:
+            self._alive()
+            stop.wait(min(left, 1.0))
 
     def _data_version(self) -> int:
         return self.store.db.execute("PRAGMA data_version").fetchone()[0]
@@ -191,6 +205,7 @@ class Uploader:
             if upcoming and on_the_wire is None:
                 on_the_wire = self._submit(upcoming)
             self._report()
+            self._alive()
             batch = upcoming
         return True
 

@@ -249,11 +249,13 @@ def test_heartbeat_and_beacon_key_from_the_device(tmp_path, upstream):
     uploader = Uploader(load_config(config), store=store, beacon_record=lambda: {
         "scheme": "bluezone", "base_key": "4C5224B397F8AB3896781D5AA0F3119F280513F1B592CA280EBDED6357E21084",
         "created_day": "2020-08-08", "time": 1596844800, "slots_per_day": 96})
+    pings = []
     try:
-        result = uploader.run(threading.Event(), once=True)
+        result = uploader.run(threading.Event(), once=True, alive=lambda: pings.append(1))
     finally:
         uploader.close()
     assert result.sent == 2 and result.remaining == 0
+    assert pings  # the watchdog hook was called while the loop did its work
     fleet = json.loads(run_kiosk("upstream", "fleet", "--db", upstream.db).stdout)
     heartbeat = fleet["devices"][0]["heartbeat"]
     assert heartbeat["nearby_phones"] == 7 and heartbeat["queue_depth"] == 0
