@@ -78,6 +78,7 @@ class ScreenApp:
         self.shown: Counter[str] = Counter()
         self.on_shown: list[Callable[[str, pygame.Surface], None]] = []
         self.quit_requested = False
+        self.log_shown = True  # off for the off-screen drawing done at start-up
         self._press: tuple[tuple[int, int], float] | None = None
         self._buttons: dict[str, pygame.Rect] = {}
         self._drawn: tuple | None = None
@@ -239,7 +240,8 @@ class ScreenApp:
         if scene == "ready" and view is not None:
             name = f"ready+{view.state}"
         self.shown[name] += 1
-        log.debug("screen: showing %s", name)
+        if self.log_shown:
+            log.debug("screen: showing %s", name)
         for callback in self.on_shown:
             callback(name, self.surface)
 
@@ -300,8 +302,9 @@ class ScreenApp:
                     error = str(exc)
             if error:
                 log.error("screen: provisioning not applied: %s", error)
-                outcome = View("error", "provisioning.failed", (("rejected.code", {"code": clean(error)[:80]}),),
-                               seconds=self.config.screen.problem_seconds)
+                code = clean(error)[:80]
+                outcome = View("error", "provisioning.failed", (("rejected.code", {"code": code}),),
+                               seconds=self.config.screen.problem_seconds, code=code)
             else:
                 outcome = View("provisioning", "provisioning.applied", seconds=self.config.screen.result_seconds)
         self.result, self._result_since = outcome, now

@@ -43,12 +43,12 @@ def explain(driver: str | None, error: str) -> str:
         else:
             lines.append("The KMS device exists and is accessible: another program (a desktop session?) may hold "
                          "it. Stop it, or on a desktop set SDL_VIDEODRIVER=x11 or wayland.")
-    elif driver and "not available" in error.lower():
-        lines.append(f"SDL has no video driver '{driver}'. Use SDL_VIDEODRIVER=kmsdrm on a Pi without a desktop, "
-                     "x11 or wayland on a desktop, or dummy to run the screen without any display.")
     elif driver in (None, "x11", "wayland"):
         lines.append("No desktop session answered: set DISPLAY or WAYLAND_DISPLAY, or SDL_VIDEODRIVER=kmsdrm "
                      "on the console of a Pi.")
+    elif "not available" in error.lower():
+        lines.append(f"SDL has no video driver '{driver}'. Use SDL_VIDEODRIVER=kmsdrm on a Pi without a desktop, "
+                     "x11 or wayland on a desktop, or dummy to run the screen without any display.")
     lines.append("Scanning and the event stream carry on without a screen (use --headless to skip the screen).")
     return " ".join(lines)
 

@@ -108,4 +108,6 @@ def prewarm(fonts: Fonts, size: tuple[int, int], state_dir: Path) -> None:
     surface = pygame.Surface(size)
     for lang in ("vi", "en"):
         for state in SCREENSHOT_STATES:
-            staged_app(state, surface, lang, state_dir, fonts=fonts).step([])
+            app = staged_app(state, surface, lang, state_dir, fonts=fonts)
+            app.log_shown = False
+            app.step([])
