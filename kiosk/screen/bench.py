@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 SIZES = ((800, 480), (1024, 600), (1920, 1080), (480, 800))
-FULL_REDRAWS = 20
 
 
 def _ms(values: list[float]) -> dict[str, float]:
@@ -111,7 +110,7 @@ def bench_screen(args: argparse.Namespace) -> dict[str, Any]:
                     wall.append(w)
                     cpu.append(c)
                 full, full_cpu = [], []
-                for _ in range(FULL_REDRAWS):
+                for _ in range(min(100, max(10, frames // 3))):
                     app.invalidate()
                     w, c = _timed(lambda: pygame.display.update(app.step([])))
                     full.append(w)

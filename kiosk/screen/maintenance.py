@@ -265,7 +265,7 @@ class Maintenance:
             side = pygame.Rect(preview.right + layout.pad * 2, area.y, area.right - preview.right - layout.pad * 2,
                                area.height)
         since, frames_then = self.camera_since
-        seconds = max(1e-3, self.app.now() - since)
+        seconds = max(1.0, self.app.now() - since)  # no rate from a single frame
         frames = self.app.frames_seen - frames_then
         back = layout.buttons(side, 1)[0]
         render.stack(surface, fonts, pygame.Rect(side.x, side.y, side.width, back.top - side.y - layout.pad), [
