@@ -8,6 +8,7 @@ driver (same code, no window; ``--screenshots DIR`` keeps a PNG of every screen 
 
 from __future__ import annotations
 
+import base64
 import os
 import sys
 import tempfile
@@ -21,6 +22,23 @@ from kiosk.service import stop_on_signals
 from scanner.camera.synthetic import DEMO_TOKEN_PATTERN
 
 
+DEMO_AUTHORITY = "demo-authority"
+
+
+def demo_authority_keys(state_dir: Path) -> Path:
+    """A stand-in health authority's sealing key pair, kept with the demo's state (demo only: a real
+    device holds the authority's public key and never its private one). Returns the folder."""
+    from kiosk.privacy import new_sealing_keypair, write_private_file
+
+    folder = state_dir / DEMO_AUTHORITY
+    if not (folder / "sealing.pub").exists():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private, public = new_sealing_keypair()
+        write_private_file(folder / "sealing.key", base64.b64encode(private) + b"\n")
+        write_private_file(folder / "sealing.pub", base64.b64encode(public) + b"\n")
+    return folder
+
+
 def demo_config(state_dir: Path) -> Config:
     """Built-in defaults plus a demo venue; never reads /etc/kiosk (the demo must not touch a real device)."""
     return Config().replace(
@@ -29,6 +47,7 @@ def demo_config(state_dir: Path) -> Config:
         camera={"backend": "synthetic", "synthetic_script": "demo"},
         formats={"personal": [{"name": "demo-health-qr", "pattern": DEMO_TOKEN_PATTERN}]},
         clock={"assume_synced": True},
+        privacy={"authority_public_key": str(demo_authority_keys(state_dir) / "sealing.pub")},
         screen={"pin": "2468"},
     )
 

@@ -18,6 +18,8 @@ from scanner.camera import Camera, CameraError, open_camera
 
 log = logging.getLogger("kiosk.service")
 
+MAINTENANCE_INTERVAL_S = 300.0  # privacy housekeeping (kiosk/pipeline.py: Pipeline.maintain)
+
 
 @dataclass
 class LoopStats:
@@ -52,7 +54,11 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
     delay = backoff_delays()
     camera: Camera | None = None
     failures = 0
+    next_maintenance = time.monotonic()
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        if time.monotonic() >= next_maintenance:
+            next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
+            _maintain(pipeline)
         if camera is None:
             try:
                 camera = camera_factory()
@@ -86,6 +92,15 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
     if camera is not None:
         camera.close()
     return stats
+
+
+def _maintain(pipeline: Pipeline) -> None:
+    try:
+        done = pipeline.maintain()
+        if any(done.values()):
+            log.info("housekeeping: %(deleted)d old uploaded check-ins deleted, %(blanked)d repeat hashes blanked", done)
+    except (StorageError, sqlite3.Error) as exc:  # retried at the next interval; scanning goes on
+        log.warning("housekeeping failed: %s", exc)
 
 
 def _report(pipeline: Pipeline, component: str, state: str, detail: dict) -> None:

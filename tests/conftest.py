@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -23,9 +24,17 @@ def state_dir(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def authority_keys() -> tuple[bytes, bytes]:
+    """The health authority's sealing key pair (private, public); devices get only the public one."""
+    from kiosk.privacy import new_sealing_keypair
+
+    return new_sealing_keypair()
+
+
 @pytest.fixture
-def config_file(tmp_path: Path, state_dir: Path) -> Path:
-    """A provisioned device's config: demo venue, synthetic camera, demo token pattern."""
+def config_file(tmp_path: Path, state_dir: Path, authority_keys: tuple[bytes, bytes]) -> Path:
+    """A provisioned device's config: demo venue, synthetic camera, demo token pattern, authority key."""
     path = tmp_path / "kiosk.toml"
     path.write_text(
         f"""
@@ -41,6 +50,9 @@ fps = 30
 
 [clock]
 assume_synced = true
+
+[privacy]
+authority_public_key = "{base64.b64encode(authority_keys[1]).decode()}"
 
 [[formats.personal]]
 name = "demo-health-qr"

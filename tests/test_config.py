@@ -22,8 +22,8 @@ def test_example_file_documents_every_key_and_loads_as_the_defaults():
         assert re.search(rf"^\[{section}\]$", text, re.M), f"section [{section}] missing from the example"
         assert re.search(rf"^{name} = ", text, re.M), f"key {key} is not documented in the example"
     loaded = load_config(EXAMPLE)
-    assert {s: getattr(loaded, s) for s in ("device", "camera", "scan", "formats", "clock", "screen")} == \
-           {s: getattr(Config(), s) for s in ("device", "camera", "scan", "formats", "clock", "screen")}
+    assert {s: getattr(loaded, s) for s in ("device", "camera", "scan", "formats", "clock", "privacy", "provisioning", "screen")} == \
+           {s: getattr(Config(), s) for s in ("device", "camera", "scan", "formats", "clock", "privacy", "provisioning", "screen")}
 
 
 @pytest.mark.parametrize("text, words", [

@@ -101,9 +101,15 @@ def key(app: ScreenApp, k: int, char: str = "") -> None:
     ("rejected", "not-yet-valid", "hc1", "expired"),
     ("rejected", "untrusted-signer", "hc1", "untrusted"),
     ("rejected", "invalid-signature", "hc1", "untrusted"),
+    ("rejected", "wrong-key-usage", "hc1", "untrusted"),
+    ("rejected", "invalid-schema", "hc1", "untrusted"),
+    ("rejected", "invalid-cccd", "cccd", "rejected"),
+    ("rejected", "untrusted-signer", "provisioning", "untrusted"),  # a forged setup code
+    ("rejected", "expired", "provisioning", "untrusted"),
     ("rejected", "revoked-by-authority", "hc1", "rejected"),  # a reason code this screen does not know yet
     ("error", "storage-unavailable", "cccd", "storage-full"),
     ("error", "not-provisioned", "cccd", "not-provisioned"),
+    ("error", "no-authority-key", "cccd", "not-provisioned"),
     ("error", "database-on-fire", "cccd", "error"),
     ("teleported", "??", "cccd", "rejected"),  # an event this screen does not know yet
     ("provisioning", "ok", "provisioning", "provisioning"),
@@ -113,6 +119,8 @@ def test_each_outcome_gets_its_state(event, reason, kind, state):
     assert view.state == state
     if state == "rejected":
         assert view.code and ("rejected.code", {"code": view.code}) in view.lines  # staff can read the code
+    if kind == "provisioning" and event == "rejected":
+        assert view.title == "provisioning.refused"  # not "certificate": it is the manager's setup code
 
 
 def test_result_shows_then_returns_to_ready_and_plays_its_sound(kiosk):

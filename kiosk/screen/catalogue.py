@@ -48,6 +48,11 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "reason.unreadable-frame": ("Không đọc được hình ảnh", "The picture could not be read"),
     "reason.untrusted-signer": ("Nơi cấp không có trong danh sách tin cậy", "The issuer is not on the trusted list"),
     "reason.invalid-signature": ("Chữ ký không hợp lệ", "The signature is not valid"),
+    "reason.invalid-schema": ("Nội dung chứng nhận không đúng mẫu", "Its content is not in the certificate's form"),
+    "reason.wrong-key-usage": ("Nơi cấp không được phép ký loại chứng nhận này",
+                               "The issuer may not sign this kind of certificate"),
+    "reason.invalid-cccd": ("Các thông tin trên mã thẻ CCCD không khớp nhau",
+                            "The details in the CCCD card code do not agree"),
     "reason.not-yet-valid": ("Chưa đến ngày có hiệu lực", "It is not valid yet"),
     "reason.expired": ("Đã quá ngày hết hạn", "Its expiry date has passed"),
     # ---- system problems -------------------------------------------------------------------------
@@ -76,6 +81,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "provisioning.cancel": ("Huỷ", "Cancel"),
     "provisioning.applied": ("Đã lưu cài đặt", "Settings saved"),
     "provisioning.failed": ("Không áp dụng được cài đặt", "The settings could not be applied"),
+    "provisioning.refused": ("Mã cài đặt bị từ chối", "Setup code refused"),
     "provisioning.cancelled": ("Đã huỷ cài đặt", "Set-up cancelled"),
     "provisioning.unknown": ("(không có)", "(none)"),
     # ---- maintenance -----------------------------------------------------------------------------

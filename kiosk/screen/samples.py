@@ -17,11 +17,11 @@ import pygame
 from kiosk.config import Config
 from kiosk.credentials import Credential
 from kiosk.credentials.base import ACCEPTED, REJECTED
-from kiosk.events import DUPLICATE, ERROR, Outcome
+from kiosk.events import DUPLICATE, ERROR, PROVISIONING, Outcome
 from kiosk.screen.app import ScreenApp
 from kiosk.screen.fonts import Fonts
 from kiosk.screen.sounds import Sounds
-from kiosk.screen.states import PROVISIONING, SCREENSHOT_STATES
+from kiosk.screen.states import SCREENSHOT_STATES
 from kiosk.screen.statusbar import StatusSnapshot
 
 SAMPLE_NAME = "Nguyễn V. A."
@@ -65,12 +65,12 @@ def sample_outcome(state: str, now_ms: int) -> Outcome | None:
         "duplicate": lambda: outcome(DUPLICATE, "already-checked-in", "cccd", SAMPLE_NAME),
         "unrecognized": lambda: outcome("rejected", "not-recognised", "unknown"),
         "certificate-valid": lambda: outcome("accepted", "ok", "hc1", "Trần T. B."),
-        "expired": lambda: outcome("rejected", "expired", "hc1"),
+        "expired": lambda: outcome("rejected", "expired", "hc1", "Trần T. B."),
         "untrusted": lambda: outcome("rejected", "untrusted-signer", "hc1"),
         "storage-full": lambda: outcome(ERROR, "storage-unavailable", "cccd"),
         "provisioning": lambda: outcome(PROVISIONING, "ok", "provisioning", venue_id="HCM-Q1-BENTHANH",
                                         venue_name="Chợ Bến Thành", direction="entry",
-                                        upstream="https://checkin.example.gov.vn/api"),
+                                        upstream_url="https://checkin.example.gov.vn/api"),
     }.get(state, lambda: None)()
 
 

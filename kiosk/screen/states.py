@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kiosk.credentials import Credential
-from kiosk.events import ACCEPTED, DUPLICATE, ERROR, REJECTED, Outcome
+from kiosk.events import ACCEPTED, DUPLICATE, ERROR, PROVISIONING, REJECTED, Outcome
 from kiosk.screen.text import clean
 
 log = logging.getLogger("kiosk.screen")
@@ -21,8 +21,6 @@ log = logging.getLogger("kiosk.screen")
 RGB = tuple[int, int, int]
 WHITE: RGB = (255, 255, 255)
 DARK: RGB = (20, 20, 20)
-
-PROVISIONING = "provisioning"  # outcome event carrying a provisioning credential (credentials issue)
 
 # The states `kiosk screenshot --state` accepts, in the order the docs list them.
 SCREENSHOT_STATES = ("ready", "accepted", "duplicate", "unrecognized", "certificate-valid", "expired", "untrusted",
@@ -56,9 +54,12 @@ LOOKS: dict[str, Look] = {
 
 # reason codes (kiosk/credentials) grouped by the screen they lead to
 EXPIRED_REASONS = {"expired", "not-yet-valid"}
-UNTRUSTED_REASONS = {"untrusted-signer", "invalid-signature", "untrusted", "signature-invalid", "unknown-signer"}
+UNTRUSTED_REASONS = {"untrusted-signer", "invalid-signature", "invalid-schema", "wrong-key-usage", "untrusted",
+                     "signature-invalid", "unknown-signer"}
 UNRECOGNIZED_REASONS = {"not-recognised", "not-recognized", "empty", "too-large", "malformed", "unreadable-frame"}
+NOT_SET_UP_REASONS = {"not-provisioned", "no-authority-key"}  # the device lacks a venue or the authority's key
 CERTIFICATE_KINDS = {"hc1"}
+PROVISIONING_KIND = "provisioning"
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,9 @@ def view_for_outcome(outcome: Outcome, result_seconds: float, problem_seconds: f
     at = {"time": local_time(outcome.at_utc_ms).strftime("%H:%M")}
     direction = _direction(outcome.direction)
     credential = outcome.credential
-    name = credential.display_name if credential is not None else ""
-    if event == PROVISIONING or (event == ACCEPTED and kind == "provisioning"):
+    name = credential.display_name if credential is not None else ""  # masked by the format; only when genuine
+    code = clean(reason or event)[:48]
+    if event == PROVISIONING or (event == ACCEPTED and kind == PROVISIONING_KIND):
         return View("provisioning", "provisioning.title", credential=credential)
     if event == ACCEPTED:
         certificate = kind in CERTIFICATE_KINDS
@@ -136,9 +138,13 @@ def view_for_outcome(outcome: Outcome, result_seconds: float, problem_seconds: f
     if event == DUPLICATE:
         return View("duplicate", "duplicate.title", (("duplicate.detail", {}), ("result.time", at)),
                     name=name, seconds=result_seconds)
+    if event == REJECTED and kind == PROVISIONING_KIND:  # a setup code that is forged, stale or damaged
+        return View("untrusted", "provisioning.refused", _reason_line(reason) + (("rejected.code", {"code": code}),),
+                    seconds=problem_seconds, code=code)
     if event == REJECTED and reason in EXPIRED_REASONS:
         title = "not-yet-valid.title" if reason == "not-yet-valid" else "expired.title"
-        return View("expired", title, _reason_line(reason) + (("expired.detail", {}),), seconds=problem_seconds)
+        return View("expired", title, _reason_line(reason) + (("expired.detail", {}),), name=name,
+                    seconds=problem_seconds)
     if event == REJECTED and reason in UNTRUSTED_REASONS:
         return View("untrusted", "untrusted.title", _reason_line(reason) + (("untrusted.detail", {}),),
                     seconds=problem_seconds)
@@ -147,16 +153,17 @@ def view_for_outcome(outcome: Outcome, result_seconds: float, problem_seconds: f
                     seconds=problem_seconds)
     if event == ERROR and reason == "storage-unavailable":
         return View("storage-full", "storage-full.title", (("storage-full.detail", {}),), seconds=problem_seconds)
-    if event == ERROR and reason == "not-provisioned":
-        return View("not-provisioned", "not-provisioned.title", (("not-provisioned.detail", {}),),
-                    seconds=problem_seconds)
-    code = clean(reason or event)[:48]
+    if event == ERROR and reason in NOT_SET_UP_REASONS:
+        return View("not-provisioned", "not-provisioned.title",
+                    (("not-provisioned.detail", {}), ("rejected.code", {"code": code})), seconds=problem_seconds,
+                    code=code)
     if event == ERROR:
         return View("error", "error.title", (("error.detail", {}), ("rejected.code", {"code": code})),
                     seconds=problem_seconds, code=code)
-    if event not in (REJECTED,):
+    if event != REJECTED:
         log.warning("screen: unknown outcome event %r shown as a refusal", clean(event)[:48])
-    return View("rejected", "rejected.title", (("rejected.detail", {}), ("rejected.code", {"code": code})),
+    return View("rejected", "rejected.title",
+                _reason_line(reason) + (("rejected.detail", {}), ("rejected.code", {"code": code})),
                 seconds=problem_seconds, code=code)
 
 
