@@ -415,3 +415,39 @@ def test_scanner_and_screen_never_wait_on_each_other(fonts, config):
         scanner.join(20)
         pipeline.close()
     assert stats["run"].frames > 0
+
+
+def test_a_real_signed_setup_code_through_the_pipeline_asks_for_confirmation(fonts, config):
+    """The credentials issue's provisioning format, the pipeline and the screen, end to end."""
+    import base64
+
+    from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
+    from kiosk.pipeline import Pipeline
+    from kiosk.screen import render
+
+    signing, verify = new_signing_keypair()
+    config = config.replace(provisioning={"authority_key": base64.b64encode(verify).decode()})
+    pipeline = Pipeline(config)
+    applied = []
+    app = ScreenApp(pygame.Surface((800, 480)), config, fonts=fonts, sounds=RecordingSounds(), now=Clock(),
+                    on_provisioning=lambda credential: applied.append(credential.content.venue_id))
+    app.test_clock = app.now  # type: ignore[attr-defined]
+    pipeline.sinks.append(app.post_outcome)
+    try:
+        code = ProvisioningCode("CHO-BEN-THANH", "Chợ Bến Thành – cổng 2", "exit", "https://upstream.example.vn/api",
+                                "tok_0123456789abcdefXYZ", int(time.time()) - 60)
+        pipeline.handle_payload(make_code(signing, code).encode())
+        app.step([])
+        assert shown(app) == "provisioning"
+        facts = render.provisioning_facts(app.provisioning, "en")
+        assert facts == ["Venue: Chợ Bến Thành – cổng 2", "Venue ID: CHO-BEN-THANH", "Direction: Exit",
+                         "Server: https://upstream.example.vn/api"]
+        assert not any("tok_" in fact for fact in facts)  # the enrollment token is never shown
+        press_button(app, "confirm")
+        assert applied == ["CHO-BEN-THANH"]
+        other, _ = new_signing_keypair()
+        pipeline.handle_payload(make_code(other, code).encode())  # signed by someone else
+        app.step([])
+        assert shown(app) == "untrusted" and app.result.title == "provisioning.refused"
+    finally:
+        pipeline.close()
