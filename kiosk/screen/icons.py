@@ -13,6 +13,8 @@ from typing import Callable
 
 import pygame
 
+from kiosk.screen.fonts import display_format
+
 RGB = tuple[int, int, int]
 _SUPERSAMPLE = 2
 _cache: OrderedDict[tuple, pygame.Surface] = OrderedDict()
@@ -212,7 +214,7 @@ def icon(name: str, size: int, ink: RGB, hole: RGB) -> pygame.Surface:
     big = pygame.Surface((size * _SUPERSAMPLE, size * _SUPERSAMPLE), pygame.SRCALPHA)
     big.fill((*hole, 0))  # transparent, but edges blend towards the background colour, not black
     _draw(name, _Pen(big, ink, hole))
-    image = pygame.transform.smoothscale(big, (size, size))
+    image = display_format(pygame.transform.smoothscale(big, (size, size)))
     _cache[key] = image
     if len(_cache) > 160:
         _cache.popitem(last=False)
