@@ -20,6 +20,7 @@ from typing import Any, Callable
 BENCHMARKS: dict[str, str] = {
     "pipeline": "kiosk.bench:bench_pipeline",
     "credentials": "kiosk.credentials.bench:bench_credentials",
+    "beacon": "beacon.bench:bench_beacon",
     "screen": "kiosk.screen.bench:bench_screen",
 }
 

@@ -20,6 +20,7 @@ from kiosk.config import Config, ConfigError, load_config
 COMMAND_MODULES = [
     "kiosk.commands",
     "kiosk.credentials.commands",
+    "beacon.commands",
     "kiosk.screen.commands",
 ]
 

@@ -134,6 +134,20 @@ class ClockConfig:
 
 
 @dataclass(frozen=True)
+class BeaconConfig:
+    transport: str = opt("hci0", matches(r"hci[0-9]{1,3}|unix:.+|pcap:.+", "hciN, unix:PATH or pcap:FILE"),
+                         "controller: raw HCI socket, H4 over a unix socket (emulator), or a pcap file")
+    interval_ms: float = opt(200.0, between(20, 10240), "advertising interval; >= 100 on pre-5.0 controllers")
+    retry_max_s: float = opt(30.0, between(1, 3600), "longest wait between attempts to reach the controller")
+    scanner: str = opt("off", matches(r"off|bluepy:hci[0-9]{1,3}|unix:.+", "off, bluepy:hciN or unix:PATH"),
+                       "nearby-phone counting")
+    scan_seconds: float = opt(10.0, between(1, 60))
+    scan_every_s: float = opt(60.0, between(10, 3600))
+    rssi_threshold: int = opt(-75, between(-127, 20), "phones weaker than this (dBm) are not counted")
+    nearby_window_s: float = opt(300.0, between(30, 3600))
+
+
+@dataclass(frozen=True)
 class ScreenConfig:
     language: str = opt("vi", one_of("vi", "en"), "the screen's main language; the other is shown smaller")
     pin: str = opt("", matches(r"([0-9]{4,12})?", "4 to 12 digits, or empty"), "maintenance PIN; empty = maintenance locked")
@@ -157,6 +171,7 @@ class Config:
     clock: ClockConfig = field(default_factory=ClockConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
+    beacon: BeaconConfig = field(default_factory=BeaconConfig)
     screen: ScreenConfig = field(default_factory=ScreenConfig)
     source: str = "built-in defaults"
 

@@ -69,6 +69,9 @@ def run_demo(seconds: float, headless: bool, state_dir: str | None = None, scree
     print(f"demo: state directory {state}; simulated camera; {seconds:g} s", file=sys.stderr)
     stop = threading.Event()
     stop_on_signals(stop)
+    from beacon.demo import start as start_beacon
+
+    beacon = start_beacon(state)  # Bluezone IDs on an emulated controller, or a line saying why not
     try:
         from kiosk.screen.run import run_with_screen
 
@@ -78,6 +81,8 @@ def run_demo(seconds: float, headless: bool, state_dir: str | None = None, scree
                                    screenshots=screenshots)
     finally:
         pipeline.close()
+        if beacon is not None:
+            beacon.stop()
     if shown is not None:
         print("demo screen: shown " + " ".join(f"{name}={n}" for name, n in sorted(shown.items())), file=sys.stderr)
     scanned = sum(counts.values())

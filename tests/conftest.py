@@ -85,3 +85,12 @@ def run_kiosk(*args: str, timeout: float = 120, input: str | None = None, **env:
 
 def start_kiosk(*args: str, **popen: object) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "kiosk", *args], env=kiosk_env(), cwd=ROOT, **popen)
+
+
+@pytest.fixture(scope="session")
+def bt_emulator(tmp_path_factory):
+    """BlueZ's btvirt, in its own mount namespace (beacon/emulator.py); one for the whole session."""
+    from beacon.emulator import Emulator
+
+    with Emulator(tmp_path_factory.mktemp("btvirt")) as emulator:
+        yield emulator

@@ -125,6 +125,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "state.offline": ("ngoại tuyến", "offline"),
     "state.advertising": ("đang phát", "advertising"),
     "state.missing": ("chưa có thông tin", "no report"),
+    "state.waiting-for-clock": ("chờ đồng hồ được đặt", "waiting for the clock"),
+    "state.adapter-missing": ("không thấy bộ Bluetooth", "no Bluetooth adapter"),
+    "state.error": ("lỗi", "error"),
+    "state.stopped": ("đã dừng", "stopped"),
     # ---- status bar ------------------------------------------------------------------------------
     "status.no_venue": ("Chưa có địa điểm", "No venue set"),
     "status.online": ("Trực tuyến", "Online"),

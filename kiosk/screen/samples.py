@@ -40,7 +40,8 @@ def sample_snapshot(now_ms: int, **changes: object) -> StatusSnapshot:
     snapshot = StatusSnapshot(
         statuses={"camera": {"state": "ok", "detail": {"backend": "picamera2"}, "updated_ms": now_ms},
                   "sync": {"state": "online", "detail": {"last_upload_ms": now_ms - 4 * 60_000}, "updated_ms": now_ms},
-                  "beacon": {"state": "advertising", "detail": {"slot": 57, "nearby_phones": 12}, "updated_ms": now_ms}},
+                  "beacon": {"state": "advertising", "detail": {"slot": 57}, "updated_ms": now_ms},
+                  "nearby": {"state": "ok", "detail": {"phones": 12, "window_s": 300.0}, "updated_ms": now_ms}},
         outbox={"pending": 3, "inflight": 0, "acked": 1520, "dead": 0},
         disk_free_bytes=12 * 2**30, clock_synced=True, taken_utc_ms=now_ms)
     return replace(snapshot, **changes)  # type: ignore[arg-type]

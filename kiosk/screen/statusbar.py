@@ -6,8 +6,8 @@ slot; drawing only ever reads that slot, so a slow disk or a locked database nev
 What the screen reads from the ``status`` table (other services write it with ``Store.set_status``):
 ``camera`` state ``lost`` = camera problem; ``sync`` state (``online``/``ok``/``idle``/``uploading``
 count as online) with ``detail.last_upload_ms`` (or ``last_success_ms``); ``beacon`` state
-(``advertising`` = on) with ``detail.nearby_phones`` (or a ``nearby`` component with
-``detail.count``) when a nearby-phone estimate exists. Queue depth comes from ``outbox_counts()``.
+(``advertising`` = on); the ``nearby`` component (state ``ok``, ``detail.phones``) when the beacon
+counts nearby phones. Queue depth comes from ``outbox_counts()``.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ class StatusSnapshot:
 
     @property
     def nearby_phones(self) -> int | None:
-        for value in (self.detail("beacon").get("nearby_phones"), self.detail("beacon").get("nearby"),
-                      self.detail("nearby").get("count")):
+        nearby = self.detail("nearby") if self.state("nearby") == "ok" else {}  # beacon/service.py writes this
+        for value in (nearby.get("phones"), nearby.get("count"), self.detail("beacon").get("nearby_phones")):
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
                 return int(value)
         return None
