@@ -95,3 +95,31 @@ def test_screen_benchmark_prints_frame_times_per_state_and_size():
         for figures in size["states"].values():
             assert 0 < figures["frame_ms"]["p50"] <= figures["frame_ms"]["p99"] <= figures["frame_ms"]["max"]
     assert report["ready_with_scanner_800x480"]["frames"] == 10
+
+
+def test_screenshots_of_shown_screens_are_complete():
+    """The PNG a `--screenshots` hook saves has the status bar too, not only the main area."""
+    import os
+
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import pygame
+
+    from kiosk.screen.samples import staged_app
+    from kiosk.screen.statusbar import BAR_BACKGROUND
+
+    pygame.display.init()
+    try:
+        import tempfile
+
+        surface = pygame.display.set_mode((800, 480))
+        app = staged_app("ready", surface, "vi", Path(tempfile.mkdtemp()))
+        captured = []
+        app.on_shown.append(lambda name, image: captured.append((name, pygame.surfarray.array3d(image).copy())))
+        app.step([])
+        name, pixels = captured[0]
+        bar = pixels[:, : app.layout.status.height].transpose(1, 0, 2).astype(int)
+        assert name == "ready"
+        assert (np.abs(bar - np.array(BAR_BACKGROUND)).max(axis=2) <= 3).mean() > 0.5
+        assert (bar.max(axis=2) > 200).mean() > 0.01  # the bar's words and icons are there
+    finally:
+        pygame.display.quit()

@@ -79,6 +79,7 @@ class ScreenApp:
         self.on_shown: list[Callable[[str, pygame.Surface], None]] = []
         self.quit_requested = False
         self.log_shown = True  # off for the off-screen drawing done at start-up
+        self._shown_name = ""
         self._press: tuple[tuple[int, int], float] | None = None
         self._buttons: dict[str, pygame.Rect] = {}
         self._drawn: tuple | None = None
@@ -166,6 +167,8 @@ class ScreenApp:
             draw_bar(self.surface, self.layout, self.fonts, items)
             self._drawn_progress = -1
             dirty.append(self.surface.get_rect())
+            for callback in self.on_shown:
+                callback(self._shown_name, self.surface)
         elif items != self._drawn_bar:
             self._drawn_bar = items
             dirty.append(draw_bar(self.surface, self.layout, self.fonts, items))
@@ -240,10 +243,9 @@ class ScreenApp:
         if scene == "ready" and view is not None:
             name = f"ready+{view.state}"
         self.shown[name] += 1
+        self._shown_name = name
         if self.log_shown:
             log.debug("screen: showing %s", name)
-        for callback in self.on_shown:
-            callback(name, self.surface)
 
     # ---- outcomes and timers -----------------------------------------------------------------
     def _take_outcomes(self, now: float) -> None:
