@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "sync.commands",
     "kiosk.credentials.commands",
     "beacon.commands",
+    "kiosk.screen.commands",
 ]
 
 

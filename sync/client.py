@@ -34,6 +34,7 @@ from sync.transport import BadReply, Reply, Unreachable, UpstreamSession
 log = logging.getLogger("kiosk.sync")
 
 CLOCK_RESYNC_S = 3600.0
+SYNC_NOW_FILE = "sync-now"  # touched by the screen's "Sync now" button (kiosk/screen/app.py)
 CONTENT_STATUSES = (400, 413, 422)
 BeaconRecord = Callable[[], "dict[str, Any] | None"]
 
@@ -81,6 +82,7 @@ class Uploader:
         self._last_report = 0.0
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-send")
         self._alive: Callable[[], None] = lambda: None
+        self._sync_now_seen = self._sync_now_mtime()
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)
@@ -143,6 +145,8 @@ class Uploader:
             until = min(until, deadline)
         while not stop.wait(self.settings.wake_check_s):
             self._alive()
+            if self._sync_now_requested():
+                return
             now_version = self._data_version()
             if now_version != version:
                 if self.outbox.has_pending():
@@ -152,10 +156,29 @@ class Uploader:
                 return
 
     def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        """A backoff wait; "Sync now" on the screen ends it, and the backoff starts over."""
         end = time.monotonic() + seconds
         while not stop.is_set() and (left := end - time.monotonic()) > 0:
             self._alive()
+            if self._sync_now_requested():
+                self._failures = 0
+                self._retry_after = None
+                return
             stop.wait(min(left, 1.0))
+
+    def _sync_now_mtime(self) -> int | None:
+        try:
+            return (self.config.state_dir / SYNC_NOW_FILE).stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _sync_now_requested(self) -> bool:
+        mtime = self._sync_now_mtime()
+        if mtime is None or mtime == self._sync_now_seen:
+            return False
+        self._sync_now_seen = mtime
+        log.info("sync requested on the screen")
+        return True
 
     def _data_version(self) -> int:
         return self.store.db.execute("PRAGMA data_version").fetchone()[0]

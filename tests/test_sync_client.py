@@ -145,6 +145,28 @@ def test_retry_after_is_honoured(tmp_path, upstream):
     assert gaps and min(gaps) >= 1.9, gaps  # backoff alone (cap 0.2 s) would have retried at once
 
 
+def test_sync_now_on_the_screen_ends_a_long_wait(tmp_path, upstream):
+    proxy = FaultProxy(int(upstream.url.rsplit(":", 1)[1]), retry_after_s=600).start()
+    try:
+        config = device(tmp_path, upstream, url=proxy.url)
+        ids = seed(config, 5)
+        proxy.set_faults({"http503": 0.999})  # "come back in ten minutes"
+        client = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config), "sync"], env=kiosk_env(),
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            _wait(lambda: proxy.stats.modes["http503"] >= 1 and (outbox(config)[2] or {}).get("state") == "offline", 20)
+            proxy.set_faults({})
+            time.sleep(1.5)
+            assert set(ids).isdisjoint(upstream_ids(upstream.db))  # still waiting as told
+            (tmp_path / "state" / "sync-now").write_text("1\n")  # what the maintenance screen's button does
+            _wait(lambda: set(ids) <= set(upstream_ids(upstream.db)), 20)
+        finally:
+            client.terminate()
+            client.wait(20)
+    finally:
+        proxy.stop()
+
+
 def test_not_enrolled_revoked_and_second_instance(tmp_path, upstream):
     config = write_device_config(tmp_path / "kiosk.toml", tmp_path / "state", **FAST)
     result = sync_once(config)
