@@ -9,12 +9,14 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from kiosk.events import Outcome
-from kiosk.pipeline import Pipeline
 from kiosk.store import StorageError
-from scanner.camera import Camera, CameraError, open_camera
+
+if TYPE_CHECKING:  # the scanner stack is imported where it runs: the uploader and beacon need only the helpers
+    from kiosk.events import Outcome
+    from kiosk.pipeline import Pipeline
+    from scanner.camera import Camera
 
 log = logging.getLogger("kiosk.service")
 
@@ -47,6 +49,8 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
                 camera_factory: Callable[[], Camera] | None = None,
                 on_frame: Callable[[object], None] | None = None) -> LoopStats:
     """Read frames until ``stop`` is set (or ``seconds`` pass, or a finite source ends)."""
+    from scanner.camera import CameraError, open_camera
+
     config = pipeline.config
     camera_factory = camera_factory or (lambda: open_camera(config.camera))
     deadline = time.monotonic() + seconds if seconds else None
