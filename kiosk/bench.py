@@ -19,6 +19,7 @@ from typing import Any, Callable
 # target -> "module:function(args) -> dict"; imported only when that benchmark runs.
 BENCHMARKS: dict[str, str] = {
     "pipeline": "kiosk.bench:bench_pipeline",
+    "scanner": "scanner.bench:bench_scanner",
 }
 
 
