@@ -15,7 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from scanner.camera.base import Camera
-from scanner.render import render_code, scene
+from scanner.render import Shot, render_shot, scene
 
 # The demo's personal health QR tokens match this pattern (see kiosk/demo.py's config).
 DEMO_TOKEN_PATTERN = r"DEMO-HQR-[0-9A-F]{12}"
@@ -55,11 +55,18 @@ class SyntheticCamera(Camera):
         return itertools.repeat(None)
 
     def _render(self, payload: bytes | None) -> np.ndarray:
+        """A visitor alternately holds up a phone or a printed card, a little tilted; cached per code."""
         if payload not in self._cache:
             if len(self._cache) > 64:
                 self._cache.clear()
-            code = render_code(payload, module_px=max(2, min(self.width, self.height) // 80)) if payload else None
-            self._cache[payload] = scene(self.width, self.height, code, seed=len(self._cache))
+            n = len(self._cache)
+            if payload is None:
+                self._cache[payload] = scene(self.width, self.height, seed=n)
+            else:
+                shot = Shot(self.width, self.height, medium=("phone", "paper")[n % 2],
+                            px_per_module=max(3.0, min(self.width, self.height) / 120),
+                            rotation=(n * 37) % 40 - 20, tilt=(n * 13) % 20, seed=n)
+                self._cache[payload] = render_shot(payload, shot)
         return self._cache[payload]
 
     def _stream(self) -> Iterator[np.ndarray]:
