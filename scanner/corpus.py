@@ -102,7 +102,7 @@ def scenes(seed: int = 0) -> Iterator[tuple[Scene, np.ndarray]]:
             continue
     for i in range(EMPTY_SCENES):
         width, height = RESOLUTIONS[i % len(RESOLUTIONS)]
-        shot = Shot(width, height, medium=MEDIA[(i // 2) % 2], px_per_module=rng.choice((2.0, 3.0, 4.0)),
+        shot = Shot(width, height, medium=MEDIA[(i // 2) % len(MEDIA)], px_per_module=rng.choice((2.0, 3.0, 4.0)),
                     rotation=rng.uniform(-30, 30), tilt=rng.uniform(0, 30), noise=rng.choice((3.0, 10.0)),
                     glare=rng.choice((0.0, 0.0, 0.6)), inverted=rng.random() < 0.2, seed=rng.randrange(2**31))
         scene = Scene("none", None, "m", "empty", shot)
