@@ -1,15 +1,18 @@
 """QR decoding of a camera frame's luminance (Y) plane, QR symbols only, payload bytes exactly.
 
-Two decoders, ordered by cost, stopping at the first that reads something (figures from
-``kiosk bench scanner``, see docs/scanner.md):
+Stages, tried in order until one reads something (measured with ``kiosk bench scanner``, see
+docs/scanner.md; a frame without a code goes through all of them, within 1.3x raw pyzbar's time):
 
-1. zxing-cpp on the frame: about 10x cheaper than zbar per frame and reads more (inverted codes,
-   tilted phones, faded prints). It also reports codes it found but could not read, with where.
-2. pyzbar (zbar), the product brief's decoder, on the same frame: it reads some glare, noise and
-   low-contrast codes zxing-cpp misses.
-3. zxing-cpp on an unsharp-masked frame: codes out of focus (blur sigma up to ~1.5 px at 3 px/module).
-4. Only where step 1 or 3 found a code it could not read: that region, enlarged 2x and sharpened,
-   through both decoders. A frame without a code never pays for this step.
+1. zxing-cpp on the frame: about 10x cheaper than zbar per frame, and reads more (inverted codes,
+   tilted phones, faded prints). It also reports codes it located but could not read, with where.
+2. zxing-cpp on the frame smoothed (sigma 0.8) then enlarged 2x: a phone screen's moiré, noise,
+   low contrast and codes of only 2-3 pixels per module.
+3. zxing-cpp on the frame enlarged 1.5x and sharpened: codes out of focus.
+4. pyzbar (zbar), the product brief's decoder, on the frame: an independent second decoder. With
+   zxing-cpp present it scans every second line (half the time; the stages above already cover
+   small codes); without zxing-cpp it is the only decoder and scans every line.
+5. Only where a stage located a code it could not read: that region enlarged 2x and sharpened,
+   through both decoders. A frame without a code does not pay for this.
 
 zbar guesses a text encoding and re-encodes short UTF-8 as if it were Shift-JIS ("Ngọc" comes back
 as "Ng盻皇"); its ``ZBAR_CFG_BINARY`` option (zbar >= 0.23) returns the symbol's bytes untouched,
@@ -18,7 +21,6 @@ which is what this module asks for. zxing-cpp's ``Barcode.bytes`` is likewise th
 
 from __future__ import annotations
 
-import logging
 from ctypes import c_void_p, cast, string_at
 from typing import Any, Callable
 
@@ -26,8 +28,6 @@ import numpy as np
 
 MAX_FRAME_PIXELS = 4096 * 4096
 MIN_SIDE = 21  # the smallest QR code is 21x21 modules
-
-log = logging.getLogger("scanner.decode")
 
 
 class FrameError(ValueError):
@@ -105,10 +105,12 @@ def _zxing() -> Any | None:
     return zxingcpp
 
 
-def zxing_read(luma: np.ndarray, unreadable: list[Any] | None = None, fast: bool = False) -> list[bytes]:
+def zxing_read(luma: np.ndarray, unreadable: list[tuple[Any, float]] | None = None, fast: bool = False,
+               scale: float = 1.0) -> list[bytes]:
     """QR codes (model 2, what every generator makes) zxing-cpp reads, as raw bytes.
 
-    Codes it locates but cannot decode are appended to ``unreadable`` (with their position).
+    Codes it locates but cannot decode are appended to ``unreadable`` with ``scale``, the size of
+    ``luma`` relative to the frame (their positions are in ``luma``'s pixels).
     Rotation search is off: a QR code's finder patterns are found at any angle anyway. ``fast``
     also skips the inverted and downscaled passes (for images already enlarged by a stage).
     """
@@ -123,7 +125,7 @@ def zxing_read(luma: np.ndarray, unreadable: list[Any] | None = None, fast: bool
         if result.valid:
             found.append(result.bytes)
         elif unreadable is not None:
-            unreadable.append(result)
+            unreadable.append((result, scale))
     return found
 
 
@@ -154,20 +156,20 @@ def sharpened_enlarged(luma: np.ndarray) -> np.ndarray:
     return unsharp(enlarge(luma, 1.5), 2.2, 2.0)
 
 
-def _region(luma: np.ndarray, result: Any) -> np.ndarray:
+def _region(luma: np.ndarray, result: Any, scale: float) -> np.ndarray:
     """The part of the frame around a located code, with a margin for its quiet zone."""
     pos = result.position
     corners = (pos.top_left, pos.top_right, pos.bottom_right, pos.bottom_left)
-    xs, ys = [p.x for p in corners], [p.y for p in corners]
+    xs, ys = [int(p.x / scale) for p in corners], [int(p.y / scale) for p in corners]
     margin = int(0.2 * max(max(xs) - min(xs), max(ys) - min(ys))) + 8
     h, w = luma.shape
     return luma[max(0, min(ys) - margin):min(h, max(ys) + margin), max(0, min(xs) - margin):min(w, max(xs) + margin)]
 
 
-def _second_look(luma: np.ndarray, unreadable: list[Any]) -> list[bytes]:
+def _second_look(luma: np.ndarray, unreadable: list[tuple[Any, float]]) -> list[bytes]:
     """Located but unreadable codes: that region enlarged 2x, sharpened or not, through both decoders."""
-    for result in unreadable[:2]:
-        region = _region(luma, result)
+    for result, scale in unreadable[:2]:
+        region = _region(luma, result, scale)
         if min(region.shape) < MIN_SIDE or region.size * 4 > MAX_FRAME_PIXELS:
             continue
         big = enlarge(region, 2.0)
@@ -186,11 +188,11 @@ def decode_luma(luma: np.ndarray, trace: list[str] | None = None) -> list[bytes]
 
     ``trace``, if given, receives the name of the stage that read the code (for the benchmark).
     """
-    unreadable: list[Any] = []
+    unreadable: list[tuple[Any, float]] = []
     stages: tuple[Callable[[], list[bytes]], ...] = (
         lambda: zxing_read(luma, unreadable),
-        lambda: zxing_read(smoothed_enlarged(luma), unreadable, fast=True),
-        lambda: zxing_read(sharpened_enlarged(luma), unreadable, fast=True),
+        lambda: zxing_read(smoothed_enlarged(luma), unreadable, fast=True, scale=2.0),
+        lambda: zxing_read(sharpened_enlarged(luma), unreadable, fast=True, scale=1.5),
         lambda: zbar_read(luma, density=2 if _zxing() else 1),  # alone, zbar gets every line
         lambda: _second_look(luma, unreadable) if unreadable else [],
     )
