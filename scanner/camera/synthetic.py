@@ -2,7 +2,9 @@
 
 Scripts: ``demo`` (valid codes, repeats and a code no format knows, looping), ``unique`` (an endless
 stream of different valid codes, for load and crash tests) and ``idle`` (no code at all).
-Frames come at the configured rate, as a real camera's would.
+Visitors alternately hold up a phone (with its screen's moiré) or a printed card, a little tilted
+(scanner/render.py). Frames come at the configured rate, as a real camera's would, and are
+read-only: the same array is handed out for every frame a visitor holds still.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class SyntheticCamera(Camera):
                             px_per_module=max(3.0, min(self.width, self.height) / 120),
                             rotation=(n * 37) % 40 - 20, tilt=(n * 13) % 20, seed=n)
                 self._cache[payload] = render_shot(payload, shot)
+            self._cache[payload].flags.writeable = False  # handed out many times: nobody may draw on it
         return self._cache[payload]
 
     def _stream(self) -> Iterator[np.ndarray]:
