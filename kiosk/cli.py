@@ -19,6 +19,8 @@ from kiosk.config import Config, ConfigError, load_config
 
 COMMAND_MODULES = [
     "kiosk.commands",
+    "kiosk.credentials.commands",
+    "beacon.commands",
     "scanner.commands",
 ]
 

@@ -19,6 +19,8 @@ from scanner.feed import CameraFeed
 
 log = logging.getLogger("kiosk.service")
 
+MAINTENANCE_INTERVAL_S = 300.0  # privacy housekeeping (kiosk/pipeline.py: Pipeline.maintain)
+
 
 @dataclass
 class LoopStats:
@@ -56,8 +58,16 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
     camera_factory = camera_factory or (lambda: open_camera(config.camera))
     deadline = time.monotonic() + seconds if seconds else None
     stats = LoopStats()
+    next_maintenance = time.monotonic()
+
+    def housekeeping() -> None:  # runs with or without a camera
+        nonlocal next_maintenance
+        if time.monotonic() >= next_maintenance:
+            next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
+            _maintain(pipeline)
+
     feed = CameraFeed(camera_factory, config.camera.read_timeout_s, stop, backoff_delays(),
-                      report=lambda state, detail: _report(pipeline, "camera", state, detail))
+                      report=lambda state, detail: _report(pipeline, "camera", state, detail), tick=housekeeping)
     for frame in feed.frames(deadline):
         stats.frames += 1
         if on_frame is not None:
@@ -68,6 +78,15 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
         feed.decoded(time.perf_counter() - started)
     stats.camera_failures, stats.dropped = feed.camera_failures, feed.dropped
     return stats
+
+
+def _maintain(pipeline: Pipeline) -> None:
+    try:
+        done = pipeline.maintain()
+        if any(done.values()):
+            log.info("housekeeping: %(deleted)d old uploaded check-ins deleted, %(blanked)d repeat hashes blanked", done)
+    except (StorageError, sqlite3.Error) as exc:  # retried at the next interval; scanning goes on
+        log.warning("housekeeping failed: %s", exc)
 
 
 def _report(pipeline: Pipeline, component: str, state: str, detail: dict) -> None:

@@ -23,8 +23,8 @@ CCCD = ("079190012345|012345678|NGUYỄN THỊ NGỌC ÁNH|01011990|Nữ|"
         "Số 12 Đường Lê Lợi, Phường Bến Nghé, Quận 1, TP. Hồ Chí Minh|15042021").encode()
 # An opaque personal health QR token (PC-Covid's format was never published).
 TOKEN = b"PCCOVID:v1:7Q2KX9ZRM4T8WBN3HJ5V6C1D0FGLPSAE"
-# A real EU DCC test certificate (dgc-testdata AT/2DCode/raw/1.json, field PREFIX; Apache-2.0,
-# (c) 2021 T-Systems International GmbH and contributors). At error correction Q, as issuers print
+# A real EU DCC test certificate (dgc-testdata AT/2DCode/raw/1.json, field PREFIX, also in
+# tests/data/dgc-testdata; Apache-2.0, (c) 2021 T-Systems International GmbH and contributors). At error correction Q, as issuers print
 # it, this is a version 19 code: 93x93 modules.
 HC1 = (
     "HC1:NCFOXN%TS3DH3ZSUZK+.V0ETD%65NL-AH-R6IOOK.IR9B+9G4G50PHZF0AT4V22F/8X*G3M9JUPY0BX/KR96R/S09T./0LWT"

@@ -36,9 +36,12 @@ Report = Callable[[str, dict], None]
 
 class CameraFeed:
     def __init__(self, open_camera: Callable[[], Camera], read_timeout_s: float, stop: threading.Event,
-                 backoff: Callable[[int], float], report: Report | None = None):
+                 backoff: Callable[[int], float], report: Report | None = None,
+                 tick: Callable[[], None] | None = None):
+        """``tick`` is called at least every second, frames or not (the loop's housekeeping)."""
         self.open_camera, self.read_timeout_s, self.stop = open_camera, read_timeout_s, stop
         self.backoff, self.report = backoff, report or (lambda state, detail: None)
+        self.tick = tick or (lambda: None)
         self.failures = 0       # consecutive failures (drives the backoff)
         self.camera_failures = 0  # all failures, for the loop's stats
         self.frames_taken = 0
@@ -50,6 +53,7 @@ class CameraFeed:
     def frames(self, deadline: float | None = None) -> Iterator[np.ndarray]:
         """Newest frames until ``stop`` is set, ``deadline`` (monotonic) passes or a recording ends."""
         while self._running(deadline):
+            self.tick()
             try:
                 camera = self.open_camera()
             except CameraError as exc:
@@ -78,6 +82,7 @@ class CameraFeed:
         finished = False
         try:
             while self._running(deadline):
+                self.tick()
                 try:
                     frame = source.next_frame(timeout=min(self.read_timeout_s, 0.5))
                 except StopIteration:
@@ -132,7 +137,9 @@ class CameraFeed:
         self._set("lost", detail)
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - time.monotonic()))
-        self.stop.wait(wait)
+        until = time.monotonic() + wait
+        while not self.stop.wait(min(1.0, max(0.0, until - time.monotonic()))) and time.monotonic() < until:
+            self.tick()
 
     def _set(self, state: str, detail: dict) -> None:
         self.state = state

@@ -17,7 +17,7 @@ from conftest import run_kiosk
 from scanner.corpus import HC1
 from scanner.render import QUIET_ZONE, Shot, render_code, render_shot, scene
 
-FIXTURES = Path(__file__).parent / "fixtures"
+AT_1 = Path(__file__).parent / "data" / "dgc-testdata" / "AT" / "2DCode" / "raw" / "1.json"  # HC1 is its PREFIX
 
 
 def scan(*files: Path | str) -> tuple[int, list[dict]]:
@@ -74,10 +74,12 @@ def test_a_code_saved_on_a_transparent_background(tmp_path):
 
 
 def test_a_real_vaccine_certificate_and_a_full_size_binary_payload(tmp_path):
+    certificate = tmp_path / "certificate.png"
+    certificate.write_bytes(base64.b64decode(json.loads(AT_1.read_text())["2DCODE"]))
     blob = np.random.default_rng(3).integers(0, 256, 2953, dtype=np.uint8).tobytes()
     path = tmp_path / "binary.png"
     segno.make(blob, error="l", micro=False, boost_error=False).save(str(path), scale=3)
-    status, records = scan(FIXTURES / "dcc-AT-1.png", path)
+    status, records = scan(certificate, path)
     assert status == 0
     assert payloads(records[0]) == [HC1.encode()] and records[0]["codes"][0]["text"] == HC1
     assert payloads(records[1]) == [blob]
