@@ -72,7 +72,6 @@ def test_picamera2_not_installed_says_how_to_install_it(monkeypatch):
 
 
 def test_a_camera_that_would_not_start_is_closed_and_reported(rig):
-    rig.vc4 = True
     camera = PiCamera(width=641, height=480)  # odd width: picamera2 refuses the configuration
     with pytest.raises(CameraError, match="would not start: width and height should be even"):
         camera.open()
@@ -133,14 +132,18 @@ def test_the_scanner_loop_rides_out_an_unplugged_ribbon_cable(rig, config):
     pipeline.store.set_status = lambda c, s, d=None: (states.append(s), original(c, s, d))
     stop = threading.Event()
 
+    def wait_for(condition, seconds: float = 20.0) -> None:
+        end = time.monotonic() + seconds
+        while not condition() and time.monotonic() < end:
+            time.sleep(0.05)
+
     def cable() -> None:
-        time.sleep(1.0)
+        wait_for(lambda: states[-1:] == ["ok"])
+        time.sleep(0.5)
         rig.unplug()
-        while "lost" not in states:
-            time.sleep(0.05)
+        wait_for(lambda: "lost" in states)
         rig.replug()
-        while states[-1] != "ok":
-            time.sleep(0.05)
+        wait_for(lambda: states[-1] == "ok")
         stop.set()
 
     helper = threading.Thread(target=cable)
