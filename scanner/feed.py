@@ -59,6 +59,10 @@ class CameraFeed:
             except CameraError as exc:
                 self._lost(str(exc), deadline)
                 continue
+            except Exception as exc:  # noqa: BLE001 - a driver's surprise must not crash-loop the kiosk
+                log.exception("opening the camera failed unexpectedly")
+                self._lost(f"camera failed to open: {exc!r}", deadline)
+                continue
             ended = yield from self._stream(camera, deadline)
             if ended:
                 return

@@ -31,7 +31,13 @@ class DirectReader:
         pass
 
     def next_frame(self, timeout: float) -> np.ndarray | None:
-        frame = self.camera.read(timeout=min(timeout, self.read_timeout_s))
+        try:
+            frame = self.camera.read(timeout=min(timeout, self.read_timeout_s))
+        except (CameraError, StopIteration):
+            raise
+        except Exception as exc:  # noqa: BLE001 - as FrameGrabber: a backend bug is a camera failure
+            log.exception("camera backend %s failed", self.camera.name)
+            raise CameraError(f"camera backend {self.camera.name} failed: {exc!r}") from None
         self.captured += frame is not None
         return frame
 

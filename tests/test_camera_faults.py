@@ -124,3 +124,18 @@ def test_the_loop_drops_frames_when_on_frame_is_slow_and_shows_it_in_the_status(
     assert status["state"] == "ok"
     assert {"backend", "fps", "dropped_fps", "frames", "decode_ms_p50"} <= set(status["detail"])
     assert status["detail"]["backend"] == "synthetic"
+
+
+def test_a_driver_raising_something_unexpected_is_a_lost_camera_not_a_crash(config, recorded):
+    reports, attach = recorded
+    calls = []
+
+    def broken_driver():
+        calls.append(1)
+        raise OSError(19, "No such device")  # what a V4L2 ioctl on an unplugged device can raise
+
+    pipeline = attach(Pipeline(config))
+    stats = run_scanner(pipeline, threading.Event(), seconds=0.5, camera_factory=broken_driver)
+    pipeline.close()
+    assert stats.frames == 0 and len(calls) >= 2
+    assert reports[0][0] == "lost" and "No such device" in reports[0][1]["error"]
