@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, str] = {
     "credentials": "kiosk.credentials.bench:bench_credentials",
     "beacon": "beacon.bench:bench_beacon",
     "screen": "kiosk.screen.bench:bench_screen",
+    "scanner": "scanner.bench:bench_scanner",
 }
 
 

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "kiosk.credentials.commands",
     "beacon.commands",
     "kiosk.screen.commands",
+    "scanner.commands",
 ]
 
 
