@@ -19,6 +19,7 @@ from kiosk.config import Config, ConfigError, load_config
 
 COMMAND_MODULES = [
     "kiosk.commands",
+    "sync.commands",
     "kiosk.credentials.commands",
     "beacon.commands",
     "kiosk.screen.commands",
