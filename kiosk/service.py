@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from kiosk.events import Outcome
+from kiosk import __version__
+from kiosk.events import ACCEPTED, Outcome
+from kiosk.health import ScannerHealth
 from kiosk.pipeline import Pipeline
 from kiosk.store import StorageError
 from scanner.camera import Camera, CameraError, open_camera
@@ -43,8 +45,11 @@ def backoff_delays(base: float = 0.5, cap: float = 30.0) -> "Callable[[int], flo
 
 def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None = None,
                 camera_factory: Callable[[], Camera] | None = None,
-                on_frame: Callable[[object], None] | None = None) -> LoopStats:
-    """Read frames until ``stop`` is set (or ``seconds`` pass, or a finite source ends)."""
+                on_frame: Callable[[object], None] | None = None, health: ScannerHealth | None = None) -> LoopStats:
+    """Read frames until ``stop`` is set (or ``seconds`` pass, or a finite source ends).
+
+    ``health`` pings systemd's watchdog only while frames flow (kiosk/health.py).
+    """
     config = pipeline.config
     camera_factory = camera_factory or (lambda: open_camera(config.camera))
     deadline = time.monotonic() + seconds if seconds else None
@@ -52,18 +57,23 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
     delay = backoff_delays()
     camera: Camera | None = None
     failures = 0
+    health = health or ScannerHealth(pipeline)
+    log.info("scanner started: kiosk %s, device %s, venue %s (%s)", __version__, pipeline.device_id,
+             config.device.venue_id or "not provisioned", config.device.direction)
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        health.tick()
         if camera is None:
             try:
                 camera = camera_factory()
                 failures = 0
                 _report(pipeline, "camera", "ok", {"backend": camera.name})
+                health.camera_open(camera.name)
                 log.info("camera %s open", camera.name)
             except CameraError as exc:
                 stats.camera_failures += 1
                 _report(pipeline, "camera", "lost", {"error": str(exc)})
-                log.error("camera unavailable: %s", exc)
-                stop.wait(delay(failures))
+                (log.error if failures == 0 else log.debug)("camera unavailable: %s", exc)
+                health.wait_for_camera(stop, delay(failures), str(exc))
                 failures += 1
                 continue
         try:
@@ -73,18 +83,23 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
         except CameraError as exc:
             log.error("camera failed mid-stream: %s; reopening", exc)
             _report(pipeline, "camera", "lost", {"error": str(exc)})
+            health.camera_lost()
             camera.close()
             camera = None
             continue
         if frame is None:
             continue
         stats.frames += 1
+        health.frame()
         if on_frame is not None:
             on_frame(frame)
         for outcome in pipeline.handle_frame(frame):
             stats.count(outcome)
+            if outcome.event == ACCEPTED:
+                health.accepted()
     if camera is not None:
         camera.close()
+    log.info("scanner stopped after %d frames", stats.frames)
     return stats
 
 
