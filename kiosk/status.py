@@ -30,7 +30,8 @@ SYNC_SILENT_S = 3600          # no successful upload for this long while check-i
 DISK_FREE_MIN_BYTES = 50 * 2**20
 DISK_FREE_MIN_FRACTION = 0.05
 BEACON_OK = {"advertising", "ok", "disabled"}
-SYNC_OK = {"ok", "idle", "synced"}
+# "offline" is normal for a venue without network: it needs attention only through the queue's age.
+SYNC_OK = {"online", "ok", "idle", "uploading", "synced", "starting", "offline"}
 
 EXIT_OK, EXIT_ATTENTION, EXIT_NO_STATE = 0, 1, 3
 
@@ -91,14 +92,15 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
         f["store"] = {"state": "missing", "path": str(db)}
         need.append(f"no state database at {db}: the scanner has never run with this state directory")
         return report
+    uri = _readonly_uri(db)
     try:
         with _as_owner(state_dir):
-            conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5)
+            conn = sqlite3.connect(uri, uri=True, timeout=5)
             try:
                 _from_database(conn, now_ms, f, need)
             finally:
                 conn.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         f["store"] = {"state": "unreadable", "error": str(exc)}
         need.append(f"state database unreadable: {exc}")
     return report
@@ -143,10 +145,12 @@ def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], nee
 
     sync = statuses.get("sync")
     f["sync"] = _component(sync)
-    last_ok = (sync or {}).get("detail", {}).get("last_ok_ms")
+    detail = (sync or {}).get("detail", {})
+    last_ok = detail.get("last_success_ms") or detail.get("last_ok_ms")
     f["sync"]["last_ok_age_s"] = _age(now_ms, last_ok)
     if sync is not None and sync["state"] not in SYNC_OK:
-        need.append(f"sync {sync['state']}: {sync['detail'].get('error', '')}".rstrip(": "))
+        error = sync["detail"].get("last_error") or sync["detail"].get("error") or ""
+        need.append(f"sync {sync['state']}: {error}".rstrip(": "))
     elif unsent and (last_ok is None or now_ms - last_ok > SYNC_SILENT_S * 1000) and oldest is not None \
             and now_ms - oldest > SYNC_SILENT_S * 1000:
         need.append("sync: no successful upload for over an hour while check-ins wait")
@@ -157,6 +161,15 @@ def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], nee
         f["beacon"]["slot"] = beacon["detail"].get("slot")
         if beacon["state"] not in BEACON_OK:
             need.append(f"beacon {beacon['state']}: {beacon['detail'].get('error', '')}".rstrip(": "))
+
+
+def _readonly_uri(db: Path) -> str:
+    """Read without writing. With no ``-wal`` file no process has the database open, and everything
+    is in the main file: read it as immutable so SQLite creates no ``-wal``/``-shm`` files. Otherwise
+    share the running services' WAL index read-only."""
+    if Path(str(db) + "-wal").exists():
+        return f"{db.as_uri()}?mode=ro"
+    return f"{db.as_uri()}?mode=ro&immutable=1"
 
 
 def _component(status: dict[str, Any] | None) -> dict[str, Any]:

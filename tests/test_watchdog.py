@@ -1,0 +1,215 @@
+"""systemd's notify protocol as systemd would see it: datagrams on a socket we bind ourselves."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, kiosk_env
+from kiosk.config import load_config
+from kiosk.health import ScannerHealth
+from kiosk.pipeline import Pipeline
+from kiosk.service import run_scanner
+from kiosk.watchdog import LoopWatch, Notifier
+from scanner.camera import Camera, CameraMissing
+from scanner.camera.synthetic import SyntheticCamera
+
+
+class NotifySocket:
+    """What systemd listens on: a unix datagram socket; records (monotonic time, message) pairs."""
+
+    def __init__(self, address: str):
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._collect, daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+    def times_of(self, line: str) -> list[float]:
+        return [t for t, m in self.messages if line in m.split("\n")]
+
+    def statuses(self) -> list[str]:
+        return [part[7:] for _, m in self.messages for part in m.split("\n") if part.startswith("STATUS=")]
+
+
+def run_kiosk_under_notify(config_file: Path, address: str, seconds: float, watchdog_usec: int = 1_000_000):
+    env = kiosk_env(NOTIFY_SOCKET=address, WATCHDOG_USEC=str(watchdog_usec))
+    return subprocess.run([sys.executable, "-m", "kiosk", "--config", str(config_file), "run", "--headless",
+                           "--seconds", str(seconds)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_kiosk_run_sends_ready_then_regular_watchdog_pings(config_file, tmp_path):
+    listener = NotifySocket(str(tmp_path / "notify"))
+    try:
+        result = run_kiosk_under_notify(config_file, listener.address, seconds=6)
+    finally:
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    assert listener.messages, "no datagram reached the notify socket"
+    first = listener.messages[0][1].split("\n")
+    assert "READY=1" in first
+    assert len(listener.times_of("READY=1")) == 1
+    pings = listener.times_of("WATCHDOG=1")
+    # WATCHDOG_USEC = 1 s: a ping every half second for ~6 s of scanning (start-up is not counted).
+    assert len(pings) >= 5, listener.messages
+    gaps = np.diff(pings)
+    assert gaps.min() >= 0.45, "pinged more often than half the watchdog period"
+    assert gaps.max() < 1.0, "a gap as long as the watchdog period would have got the service killed"
+    assert any("in service at VENUE-1 (entry)" in s for s in listener.statuses())
+
+
+def test_abstract_notify_socket_works(config_file):
+    listener = NotifySocket(f"@kiosk-test-{secrets.token_hex(6)}")
+    try:
+        result = run_kiosk_under_notify(config_file, listener.address, seconds=3)
+    finally:
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    assert listener.times_of("READY=1") and listener.times_of("WATCHDOG=1")
+
+
+class HangingCamera(SyntheticCamera):
+    """Delivers frames, then blocks inside read() forever, as a wedged camera driver does."""
+
+    name = "hanging"
+
+    def __init__(self, frames_before_hang: int, release: threading.Event, **kw):
+        super().__init__(**kw)
+        self.left = frames_before_hang
+        self.release = release
+
+    def read(self, timeout):
+        if self.left <= 0:
+            self.release.wait()  # ignores its timeout, like a driver stuck in an ioctl
+            raise StopIteration
+        self.left -= 1
+        return super().read(timeout)
+
+
+class SilentCamera(SyntheticCamera):
+    """Opens, then never delivers a frame: every read times out."""
+
+    name = "silent"
+
+    def read(self, timeout):
+        time.sleep(timeout)
+        return None
+
+
+def opened(camera: Camera) -> Camera:
+    camera.open()
+    return camera
+
+
+def _scanner_thread(config, camera_factory, notify_address: str, watchdog_usec: int, stop: threading.Event):
+    pipeline = Pipeline(config)
+    health = ScannerHealth(pipeline, LoopWatch(Notifier(notify_address, watchdog_usec)))
+    thread = threading.Thread(target=run_scanner, kwargs=dict(
+        pipeline=pipeline, stop=stop, camera_factory=camera_factory, health=health), daemon=True)
+    thread.start()
+    return thread, pipeline
+
+
+@pytest.fixture
+def fast_config(config_file):
+    return load_config(config_file).replace(camera={"read_timeout_s": 0.1, "fps": 30})
+
+
+def test_pings_stop_when_the_camera_hangs(fast_config, tmp_path):
+    listener = NotifySocket(str(tmp_path / "notify"))
+    release, stop = threading.Event(), threading.Event()
+    camera = HangingCamera(frames_before_hang=60, release=release, fps=30)  # ~2 s of frames
+    thread, pipeline = _scanner_thread(fast_config, lambda: opened(camera), listener.address, 200_000, stop)
+    try:
+        deadline = time.monotonic() + 30
+        while camera.left > 0 and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert camera.left == 0 and thread.is_alive(), "the scanner never reached the hang"
+        hung_at = time.monotonic()
+        time.sleep(3.0)  # systemd (WatchdogSec=0.2 s here) would have killed it fifteen times over
+    finally:
+        stop.set()
+        release.set()
+        thread.join(10)
+        listener.close()
+        pipeline.close()
+    pings = listener.times_of("WATCHDOG=1")
+    assert len([t for t in pings if t < hung_at]) >= 5, "no pings while frames were flowing"
+    # One ping may still be in flight from the last frames; none may come a moment later.
+    assert not [t for t in pings if t > hung_at + 0.5], "pings went on while the camera was hung"
+
+
+def test_pings_stop_when_frames_stop_coming(fast_config, tmp_path):
+    listener = NotifySocket(str(tmp_path / "notify"))
+    stop = threading.Event()
+    thread, pipeline = _scanner_thread(fast_config, lambda: opened(SilentCamera(fps=30)), listener.address, 200_000, stop)
+    try:
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
+        pipeline.close()
+    # The loop turns (each read times out) but no frame ever comes: never READY, never a ping.
+    assert not listener.times_of("READY=1") and not listener.times_of("WATCHDOG=1")
+
+
+def test_waiting_for_a_missing_camera_is_healthy(fast_config, tmp_path):
+    listener = NotifySocket(str(tmp_path / "notify"))
+    stop = threading.Event()
+
+    def no_camera() -> Camera:
+        raise CameraMissing("no camera found (test)")
+
+    thread, pipeline = _scanner_thread(fast_config, no_camera, listener.address, 200_000, stop)
+    try:
+        time.sleep(2.0)
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
+        pipeline.close()
+    # A kiosk without a camera shows "camera problem" and retries: restarting it would not help.
+    assert listener.times_of("READY=1")
+    assert len(listener.times_of("WATCHDOG=1")) >= 4
+    assert any("camera unavailable" in s for s in listener.statuses())
+    assert pipeline.store.statuses()["camera"]["state"] == "lost"
+    pipeline.close()
+
+
+def test_notifier_outside_systemd_is_silent_and_harmless(tmp_path):
+    assert not Notifier.from_env({}).enabled
+    assert Notifier.from_env({}).ready() is False
+    # The watchdog belongs to another process of the unit: do not claim it.
+    other = Notifier.from_env({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "5000000", "WATCHDOG_PID": str(os.getpid() + 1)})
+    assert other.watchdog_interval is None
+    mine = Notifier.from_env({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "5000000", "WATCHDOG_PID": str(os.getpid())})
+    assert mine.watchdog_interval == 2.5
+    assert Notifier.from_env({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "garbage"}).watchdog_interval is None
+    # systemd gone (socket path vanished): the kiosk carries on.
+    assert Notifier(str(tmp_path / "gone")).ping() is False
