@@ -21,7 +21,8 @@ from typing import Any
 from kiosk import __version__
 from kiosk.clock import boot_id, kernel_clock_synced
 from kiosk.config import Config
-from kiosk.store import DB_NAME
+
+DB_NAME = "kiosk.db"  # kiosk.store.DB_NAME; not imported so `kiosk --version` needs no third-party library
 
 # Thresholds for "needs attention"; docs/appliance.md explains each one.
 STALE_REPORT_S = 60           # the scanner reports its camera every 10 s: older means it is not running
