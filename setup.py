@@ -11,6 +11,11 @@ CORE = [
     "cryptography>=42",    # sealing, signatures, HC1 verification: never hand-written crypto
     "numpy>=1.24",         # frames are numpy arrays (picamera2's own format)
     "pillow>=10",          # image files for replay and scan-image
+    "pynacl>=1.5",         # sealed boxes (identities sealed to the authority) and Ed25519 provisioning codes
+    "cbor2>=5.6",          # COSE and CBOR web tokens of vaccine certificates (max_depth, inert semantic tags)
+    "base45>=0.4",         # the Base45 layer of vaccine certificates (RFC 9285)
+    "jsonschema>=4.18",    # the EU DCC schema check of vaccine certificates (draft 2020-12)
+    "asn1crypto>=1.5",     # reads signer certificates' key usage where issuers' DER is not strict enough for cryptography
 ]
 DEVICE = [
     "pyzbar>=0.1.9",   # QR decoding (needs the system library libzbar0)
@@ -31,7 +36,7 @@ setup(
     description="Venue check-in kiosk appliance for Vietnam: camera, QR check-ins, offline outbox, Bluezone beacon",
     python_requires=">=3.11",
     packages=find_packages(include=["kiosk", "kiosk.*", "scanner", "scanner.*", "beacon", "beacon.*", "sync", "sync.*"]),
-    package_data={"kiosk": ["*.toml"]},
+    package_data={"kiosk": ["*.toml", "credentials/dcc_schema/*"]},
     install_requires=CORE,
     extras_require={
         "device": DEVICE,

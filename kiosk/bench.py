@@ -19,6 +19,8 @@ from typing import Any, Callable
 # target -> "module:function(args) -> dict"; imported only when that benchmark runs.
 BENCHMARKS: dict[str, str] = {
     "pipeline": "kiosk.bench:bench_pipeline",
+    "credentials": "kiosk.credentials.bench:bench_credentials",
+    "beacon": "beacon.bench:bench_beacon",
 }
 
 
@@ -29,8 +31,14 @@ def run_benchmark(target: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "system": platform.platform(terse=True)}
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith(("model name", "Model"))), cpu)
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "cpu": cpu, "cores": os.cpu_count(),
+            "system": platform.platform(terse=True), "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def rss_mb() -> float:

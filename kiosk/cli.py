@@ -19,6 +19,8 @@ from kiosk.logs import setup_logging
 
 COMMAND_MODULES = [
     "kiosk.commands",
+    "kiosk.credentials.commands",
+    "beacon.commands",
     "kiosk.status",
 ]
 

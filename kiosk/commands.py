@@ -8,7 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
-from kiosk.events import ACCEPTED, DUPLICATE, JsonLinesSink
+from kiosk.events import ACCEPTED, DUPLICATE, PROVISIONING, JsonLinesSink
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,6 +70,10 @@ def cmd_checkin(args: argparse.Namespace) -> int:
             if outcome.event == ACCEPTED:
                 print(outcome.checkin_id)
                 return 0
+            if outcome.event == PROVISIONING:
+                print(f"kiosk: provisioning code for venue {outcome.credential.content.venue_id} verified; "
+                      "it is not a check-in (the screen or `kiosk provision` applies it)", file=sys.stderr)
+                return 4
             print(f"kiosk: {outcome.event}: {outcome.reason}", file=sys.stderr)
             return 1 if outcome.event in (DUPLICATE, "rejected") else 3
         worst = 0

@@ -100,11 +100,51 @@ class FormatsConfig:
     personal: list = opt([], None, "list of {name, pattern}: personal health QR tokens")
     accept_unknown_as_opaque: bool = opt(False)
     max_payload_bytes: int = opt(2953, between(1, 65536))
+    hc1_trust: str = opt("", None, "vaccine certificate signers: PEM/DER file, folder, or JSON list; empty = none")
+
+
+def _key_setting(v: str) -> str | None:
+    """Empty, 32 bytes in base64, or a file path (read when the service starts)."""
+    import base64
+    import binascii
+
+    try:
+        if not v or len(base64.b64decode(v, validate=True)) == 32:
+            return None
+    except (binascii.Error, ValueError):
+        pass
+    return None if "/" in v else "a 32-byte key in base64 (44 characters) or the path of a file holding one"
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    authority_public_key: str = opt("", _key_setting, "X25519 key visitor identities are sealed to; empty = no check-ins")
+    retention_days: int = opt(21, between(1, 3650), "acknowledged check-ins are deleted after this many days")
+
+
+@dataclass(frozen=True)
+class ProvisioningConfig:
+    authority_key: str = opt("", _key_setting, "Ed25519 key provisioning codes must be signed with; empty = refused")
+    max_age_s: float = opt(259200.0, between(60, 31536000), "provisioning codes older than this are refused")
 
 
 @dataclass(frozen=True)
 class ClockConfig:
     assume_synced: bool = opt(False, None, "trust the system clock even if the kernel says unsynchronised")
+
+
+@dataclass(frozen=True)
+class BeaconConfig:
+    transport: str = opt("hci0", matches(r"hci[0-9]{1,3}|unix:.+|pcap:.+", "hciN, unix:PATH or pcap:FILE"),
+                         "controller: raw HCI socket, H4 over a unix socket (emulator), or a pcap file")
+    interval_ms: float = opt(200.0, between(20, 10240), "advertising interval; >= 100 on pre-5.0 controllers")
+    retry_max_s: float = opt(30.0, between(1, 3600), "longest wait between attempts to reach the controller")
+    scanner: str = opt("off", matches(r"off|bluepy:hci[0-9]{1,3}|unix:.+", "off, bluepy:hciN or unix:PATH"),
+                       "nearby-phone counting")
+    scan_seconds: float = opt(10.0, between(1, 60))
+    scan_every_s: float = opt(60.0, between(10, 3600))
+    rssi_threshold: int = opt(-75, between(-127, 20), "phones weaker than this (dBm) are not counted")
+    nearby_window_s: float = opt(300.0, between(30, 3600))
 
 
 @dataclass(frozen=True)
@@ -114,6 +154,9 @@ class Config:
     scan: ScanConfig = field(default_factory=ScanConfig)
     formats: FormatsConfig = field(default_factory=FormatsConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
+    beacon: BeaconConfig = field(default_factory=BeaconConfig)
     source: str = "built-in defaults"
 
     @property

@@ -6,6 +6,7 @@ the real pipeline commits check-ins to a real SQLite file in a fresh state direc
 
 from __future__ import annotations
 
+import base64
 import sys
 import tempfile
 import threading
@@ -18,6 +19,23 @@ from kiosk.service import run_scanner, stop_on_signals
 from scanner.camera.synthetic import DEMO_TOKEN_PATTERN
 
 
+DEMO_AUTHORITY = "demo-authority"
+
+
+def demo_authority_keys(state_dir: Path) -> Path:
+    """A stand-in health authority's sealing key pair, kept with the demo's state (demo only: a real
+    device holds the authority's public key and never its private one). Returns the folder."""
+    from kiosk.privacy import new_sealing_keypair, write_private_file
+
+    folder = state_dir / DEMO_AUTHORITY
+    if not (folder / "sealing.pub").exists():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private, public = new_sealing_keypair()
+        write_private_file(folder / "sealing.key", base64.b64encode(private) + b"\n")
+        write_private_file(folder / "sealing.pub", base64.b64encode(public) + b"\n")
+    return folder
+
+
 def demo_config(state_dir: Path) -> Config:
     """Built-in defaults plus a demo venue; never reads /etc/kiosk (the demo must not touch a real device)."""
     return Config().replace(
@@ -26,6 +44,7 @@ def demo_config(state_dir: Path) -> Config:
         camera={"backend": "synthetic", "synthetic_script": "demo"},
         formats={"personal": [{"name": "demo-health-qr", "pattern": DEMO_TOKEN_PATTERN}]},
         clock={"assume_synced": True},
+        privacy={"authority_public_key": str(demo_authority_keys(state_dir) / "sealing.pub")},
     )
 
 
@@ -46,10 +65,15 @@ def run_demo(seconds: float, headless: bool, state_dir: str | None = None) -> in
     print(f"demo: state directory {state}; simulated camera; {seconds:g} s", file=sys.stderr)
     stop = threading.Event()
     stop_on_signals(stop)
+    from beacon.demo import start as start_beacon
+
+    beacon = start_beacon(state)  # Bluezone IDs on an emulated controller, or a line saying why not
     try:
         run_scanner(pipeline, stop, seconds=seconds)
     finally:
         pipeline.close()
+        if beacon is not None:
+            beacon.stop()
     scanned = sum(counts.values())
     print(f"demo summary: scanned={scanned} accepted={counts['accepted']} duplicates={counts['duplicate']} "
           f"rejected={counts['rejected']} errors={counts['error']} synced=0")

@@ -19,6 +19,7 @@ ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
 ERROR = "error"  # the kiosk could not process the scan (storage, not provisioned): try again / call staff
+PROVISIONING = "provisioning"  # a verified provisioning code: the screen asks to confirm, no check-in made
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,6 @@ class Outcome:
                "at_utc_ms": self.at_utc_ms, "source": self.source}
         if self.checkin_id:
             out["checkin_id"] = self.checkin_id
-        if self.credential is not None and self.credential.facts.get("verdicts"):
-            out["verdicts"] = self.credential.facts["verdicts"]
         return out
 
 

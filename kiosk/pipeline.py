@@ -1,4 +1,10 @@
-"""The one real path: payload → credential → duplicate check → one durable transaction → outcome event."""
+"""The one real path: payload → credential → duplicate check → one durable transaction → outcome event.
+
+Privacy at rest: a check-in row holds the visitor's identity only sealed to the health authority's
+public key (``privacy.authority_public_key``); without that key the kiosk refuses check-ins rather
+than record ones nobody could ever trace. Repeat detection uses a keyed hash, which is blanked once
+the row is uploaded and past the repeat window; uploaded rows are deleted after the retention.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,8 @@ from kiosk.clock import Clock, new_checkin_id
 from kiosk.config import Config
 from kiosk.credentials import Credential, FormatContext, Registry, default_registry
 from kiosk.credentials.base import rejected
-from kiosk.events import ACCEPTED, DUPLICATE, ERROR, REJECTED, Outcome, OutcomeSink
-from kiosk.privacy import load_or_create_secret, visitor_ref
+from kiosk.events import ACCEPTED, DUPLICATE, ERROR, PROVISIONING, REJECTED, Outcome, OutcomeSink
+from kiosk.privacy import load_or_create_secret, read_key, seal_subject, visitor_ref
 from kiosk.store import CheckinRow, StorageError, Store
 from scanner.decode import FrameError, decode_frame
 
@@ -46,12 +52,23 @@ class Pipeline:
         self.sinks = list(sinks)
         self.clock = clock or Clock(config.clock.assume_synced)
         self.registry = registry or default_registry(config)
-        self.secret = load_or_create_secret(config.state_dir)
-        self.device_id = device_id(config)
+        self.authority_key = read_key(config.privacy.authority_public_key, "privacy.authority_public_key")
+        if self.authority_key is None:
+            log.warning("privacy.authority_public_key is not set: check-ins are refused until it is")
+        self._identity: tuple[bytes, str] | None = None  # (secret, device id), loaded on first check-in
         self._store: Store | None = None
         self._recent: dict[bytes, float] = {}  # payload digest -> monotonic seconds last seen in a frame
 
     # ---- storage -----------------------------------------------------------------------------
+    def identity(self) -> tuple[bytes, str]:
+        """The device secret and id from the state directory; StorageError if it cannot be read or made."""
+        if self._identity is None:
+            try:
+                self._identity = (load_or_create_secret(self.config.state_dir), device_id(self.config))
+            except OSError as exc:
+                raise StorageError(f"state directory {self.config.state_dir}: {exc.strerror or exc}") from exc
+        return self._identity
+
     @property
     def store(self) -> Store:
         if self._store is None:
@@ -81,14 +98,12 @@ class Pipeline:
         credential = self.registry.classify(payload, FormatContext(now_utc_ms=instant.utc_ms, config=self.config))
         if not credential.accepted:
             return self._emit(self._outcome(REJECTED, credential, source=source, at=instant.utc_ms))
+        if credential.kind == "provisioning":  # a setting for the device, never a visitor
+            return self._emit(self._outcome(PROVISIONING, credential, source=source, at=instant.utc_ms))
         if not self.config.device.venue_id:
             return self._emit(self._outcome(ERROR, credential, reason="not-provisioned", source=source, at=instant.utc_ms))
-        row = CheckinRow(
-            id=new_checkin_id(), venue_id=self.config.device.venue_id, device_id=self.device_id,
-            direction=self.config.device.direction, utc_ms=instant.utc_ms, monotonic_ns=instant.monotonic_ns,
-            boot_id=instant.boot_id, clock_synced=instant.clock_synced, kind=credential.kind,
-            visitor_ref=visitor_ref(self.secret, credential.kind, credential.subject),
-        )
+        if self.authority_key is None:
+            return self._emit(self._outcome(ERROR, credential, reason="no-authority-key", source=source, at=instant.utc_ms))
         window = self.config.scan.duplicate_window_s
 
         def is_repeat(store: Store) -> bool:
@@ -97,15 +112,34 @@ class Pipeline:
                 since_mono_ns=row.monotonic_ns - int(window * 1e9), since_utc_ms=row.utc_ms - int(window * 1000))
 
         try:
+            secret, this_device = self.identity()
+            row = CheckinRow(
+                id=new_checkin_id(), venue_id=self.config.device.venue_id, device_id=this_device,
+                direction=self.config.device.direction, utc_ms=instant.utc_ms, monotonic_ns=instant.monotonic_ns,
+                boot_id=instant.boot_id, clock_synced=instant.clock_synced, kind=credential.kind,
+                visitor_ref=visitor_ref(secret, credential.kind, credential.subject),
+                sealed_subject=seal_subject(credential.subject, self.authority_key),
+            )
             stored = self.store.record_checkin(row, is_repeat)
         except StorageError as exc:
             log.error("check-in refused, storage unavailable: %s", exc)
             self.close()  # reopen on the next scan: space or permissions may come back
-            return self._emit(self._outcome(ERROR, credential, reason="storage-unavailable", source=source, at=row.utc_ms))
+            return self._emit(self._outcome(ERROR, credential, reason="storage-unavailable", source=source,
+                                            at=instant.utc_ms))
         if not stored:
             return self._emit(self._outcome(DUPLICATE, credential, reason="already-checked-in", source=source, at=row.utc_ms))
         log.info("check-in %s recorded (%s, %s)", row.id, row.kind, row.direction)
         return self._emit(self._outcome(ACCEPTED, credential, checkin_id=row.id, source=source, at=row.utc_ms))
+
+    def maintain(self) -> dict[str, int]:
+        """Forget what is no longer needed: called now and then by the run loop (cheap when idle)."""
+        instant = self.clock.now()
+        window = self.config.scan.duplicate_window_s
+        return self.store.forget_synced(
+            retention_cutoff_ms=instant.utc_ms - self.config.privacy.retention_days * 86_400_000,
+            boot_id=instant.boot_id, ref_cutoff_mono_ns=instant.monotonic_ns - int(window * 1e9),
+            ref_cutoff_utc_ms=instant.utc_ms - int(window * 1000),
+        )
 
     # ---- helpers -----------------------------------------------------------------------------
     def _outcome(self, event: str, credential: Credential, reason: str | None = None, checkin_id: str | None = None,

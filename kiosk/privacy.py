@@ -1,7 +1,16 @@
-"""Per-device secret and the keyed hash that lets the kiosk spot a repeat visitor without knowing who."""
+"""What the device keeps about a visitor, and how: nothing in clear.
+
+- A per-device secret and the keyed hash (``visitor_ref``) that lets the kiosk spot a repeat visitor
+  without knowing who it is.
+- The identity itself sealed to the health authority's public key (libsodium sealed box), so a
+  stolen device or database reveals nobody.
+- Keys given in settings: 32 bytes in base64, or the path of a file holding them.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -62,3 +71,45 @@ def unseal_subject(sealed: bytes, authority_private_key: bytes) -> str:
     from nacl.public import PrivateKey, SealedBox
 
     return SealedBox(PrivateKey(authority_private_key)).decrypt(sealed).decode("utf-8")
+
+
+def read_key(value: str, setting: str) -> bytes | None:
+    """The 32-byte key a setting names (base64 text, or a file of base64 text or raw bytes); None if empty.
+
+    Raises ConfigError naming the setting when the key cannot be read, so a service never starts
+    with a key it cannot use.
+    """
+    from kiosk.config import ConfigError
+
+    if not value:
+        return None
+    key = _b64_key(value.encode())
+    if key is not None:
+        return key
+    if "/" not in value:
+        raise ConfigError(f"'{setting}' = {value!r}: expected a 32-byte key in base64, or a key file's path")
+    try:
+        with open(Path(value).expanduser(), "rb") as fh:
+            data = fh.read(4097)
+    except OSError as exc:
+        raise ConfigError(f"'{setting}' = {value!r}: cannot read the key file ({exc.strerror})") from None
+    key = data if len(data) == 32 else _b64_key(data.strip())
+    if key is None:
+        raise ConfigError(f"'{setting}' = {value!r}: the file does not hold a 32-byte key (raw or base64)")
+    return key
+
+
+def _b64_key(text: bytes) -> bytes | None:
+    try:
+        key = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key if len(key) == 32 else None
+
+
+def new_sealing_keypair() -> tuple[bytes, bytes]:
+    """(private, public) X25519 keys for :func:`seal_subject`; the private one belongs to the authority only."""
+    from nacl.public import PrivateKey
+
+    private = PrivateKey.generate()
+    return bytes(private), bytes(private.public_key)

@@ -20,6 +20,8 @@ from scanner.camera import Camera, CameraError, open_camera
 
 log = logging.getLogger("kiosk.service")
 
+MAINTENANCE_INTERVAL_S = 300.0  # privacy housekeeping (kiosk/pipeline.py: Pipeline.maintain)
+
 
 @dataclass
 class LoopStats:
@@ -60,8 +62,12 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
     health = health or ScannerHealth(pipeline)
     log.info("scanner started: kiosk %s, device %s, venue %s (%s)", __version__, pipeline.device_id,
              config.device.venue_id or "not provisioned", config.device.direction)
+    next_maintenance = time.monotonic()
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
         health.tick()
+        if time.monotonic() >= next_maintenance:
+            next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
+            _maintain(pipeline)
         if camera is None:
             try:
                 camera = camera_factory()
@@ -101,6 +107,15 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
         camera.close()
     log.info("scanner stopped after %d frames", stats.frames)
     return stats
+
+
+def _maintain(pipeline: Pipeline) -> None:
+    try:
+        done = pipeline.maintain()
+        if any(done.values()):
+            log.info("housekeeping: %(deleted)d old uploaded check-ins deleted, %(blanked)d repeat hashes blanked", done)
+    except (StorageError, sqlite3.Error) as exc:  # retried at the next interval; scanning goes on
+        log.warning("housekeeping failed: %s", exc)
 
 
 def _report(pipeline: Pipeline, component: str, state: str, detail: dict) -> None:

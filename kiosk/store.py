@@ -10,6 +10,7 @@ and a fresh database is started; the rename is recorded as the ``store`` status 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -110,7 +111,10 @@ class Store:
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
     def open(cls, state_dir: Path, readonly: bool = False) -> "Store":
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StorageError(f"cannot create state directory {state_dir}: {exc.strerror}") from exc
         path = state_dir / DB_NAME
         try:
             store = cls._connect(path, readonly)
@@ -131,6 +135,7 @@ class Store:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")
         db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA secure_delete = ON")  # deleted or blanked rows leave no bytes behind in the file
         store = cls(path, db)
         if not readonly:
             store._migrate()
@@ -179,7 +184,7 @@ class Store:
                 if duplicate_since(self):
                     return False
                 self.db["checkins"].insert(
-                    {**row.__dict__, "clock_synced": int(row.clock_synced)}, alter=False
+                    {**dataclasses.asdict(row), "clock_synced": int(row.clock_synced)}, alter=False
                 )
                 self.db["outbox"].insert({"checkin_id": row.id, "updated_ms": _now_ms()}, alter=False)
             return True
@@ -196,6 +201,29 @@ class Store:
             ).fetchone()
             is not None
         )
+
+    def forget_synced(self, retention_cutoff_ms: int, boot_id: str, ref_cutoff_mono_ns: int,
+                      ref_cutoff_utc_ms: int) -> dict[str, int]:
+        """Privacy housekeeping for rows the upstream has acknowledged (pending rows are never touched).
+
+        Deletes those older than the retention, and blanks the keyed hash of those past the repeat
+        window (it only served repeat detection; with the device secret, a thief could otherwise
+        test guesses of a card number against it). Then truncates the WAL so old page images go too.
+        """
+        acked = "id IN (SELECT checkin_id FROM outbox WHERE state = 'acked')"
+        try:
+            with self.transaction():
+                deleted = self.db.execute(f"DELETE FROM checkins WHERE utc_ms < ? AND {acked}",
+                                          [retention_cutoff_ms]).rowcount
+                blanked = self.db.execute(
+                    f"""UPDATE checkins SET visitor_ref = '' WHERE visitor_ref > '' AND {acked}
+                        AND ((boot_id = ? AND monotonic_ns < ?) OR (boot_id != ? AND utc_ms < ?))""",
+                    [boot_id, ref_cutoff_mono_ns, boot_id, ref_cutoff_utc_ms]).rowcount
+            if deleted or blanked:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+        return {"deleted": deleted, "blanked": blanked}
 
     def checkin(self, checkin_id: str) -> dict[str, Any] | None:
         rows = list(self.db["checkins"].rows_where("id = ?", [checkin_id]))

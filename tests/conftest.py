@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
@@ -23,9 +24,17 @@ def state_dir(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def authority_keys() -> tuple[bytes, bytes]:
+    """The health authority's sealing key pair (private, public); devices get only the public one."""
+    from kiosk.privacy import new_sealing_keypair
+
+    return new_sealing_keypair()
+
+
 @pytest.fixture
-def config_file(tmp_path: Path, state_dir: Path) -> Path:
-    """A provisioned device's config: demo venue, synthetic camera, demo token pattern."""
+def config_file(tmp_path: Path, state_dir: Path, authority_keys: tuple[bytes, bytes]) -> Path:
+    """A provisioned device's config: demo venue, synthetic camera, demo token pattern, authority key."""
     path = tmp_path / "kiosk.toml"
     path.write_text(
         f"""
@@ -41,6 +50,9 @@ fps = 30
 
 [clock]
 assume_synced = true
+
+[privacy]
+authority_public_key = "{base64.b64encode(authority_keys[1]).decode()}"
 
 [[formats.personal]]
 name = "demo-health-qr"
@@ -73,3 +85,12 @@ def run_kiosk(*args: str, timeout: float = 120, input: str | None = None, **env:
 
 def start_kiosk(*args: str, **popen: object) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "kiosk", *args], env=kiosk_env(), cwd=ROOT, **popen)
+
+
+@pytest.fixture(scope="session")
+def bt_emulator(tmp_path_factory):
+    """BlueZ's btvirt, in its own mount namespace (beacon/emulator.py); one for the whole session."""
+    from beacon.emulator import Emulator
+
+    with Emulator(tmp_path_factory.mktemp("btvirt")) as emulator:
+        yield emulator

@@ -37,7 +37,8 @@ class SyntheticCamera(Camera):
     def __init__(self, width: int = 640, height: int = 480, fps: float = 15.0, script: str = "demo",
                  hold_frames: int | None = None):
         self.width, self.height, self.fps, self.script = width, height, fps, script
-        self.hold_frames = hold_frames or max(2, int(fps * 0.8))  # a visitor holds a code ~0.8 s
+        # A visitor holds a code ~0.8 s; the load script moves its queue as fast as frames come.
+        self.hold_frames = hold_frames or (2 if script == "unique" else max(2, int(fps * 0.8)))
         self._frames: Iterator[np.ndarray] | None = None
         self._next_at = 0.0
         self._cache: dict[bytes | None, np.ndarray] = {}
