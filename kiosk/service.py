@@ -60,7 +60,7 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
     camera: Camera | None = None
     failures = 0
     health = health or ScannerHealth(pipeline)
-    log.info("scanner started: kiosk %s, device %s, venue %s (%s)", __version__, pipeline.device_id,
+    log.info("scanner started: kiosk %s, device %s, venue %s (%s)", __version__, _device_name(pipeline),
              config.device.venue_id or "not provisioned", config.device.direction)
     next_maintenance = time.monotonic()
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
@@ -107,6 +107,13 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
         camera.close()
     log.info("scanner stopped after %d frames", stats.frames)
     return stats
+
+
+def _device_name(pipeline: Pipeline) -> str:
+    try:
+        return pipeline.identity()[1]
+    except StorageError as exc:
+        return f"unknown ({exc})"
 
 
 def _maintain(pipeline: Pipeline) -> None:

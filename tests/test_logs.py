@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -36,7 +37,7 @@ def write_frames(folder: Path, payloads: list[str]) -> None:
         Image.fromarray(frame).save(folder / f"{i:03d}.png")
 
 
-def test_logs_of_a_real_run_name_events_but_no_visitor(tmp_path, state_dir):
+def test_logs_of_a_real_run_name_events_but_no_visitor(tmp_path, state_dir, authority_keys):
     frames = tmp_path / "frames"
     write_frames(frames, [TOKENS[0], CCCD, WIFI, TOKENS[1], TOKENS[0]])
     config = tmp_path / "kiosk.toml"
@@ -50,6 +51,10 @@ backend = "replay"
 replay_path = "{frames}"
 replay_loop = false
 fps = 30
+[clock]
+assume_synced = true
+[privacy]
+authority_public_key = "{base64.b64encode(authority_keys[1]).decode()}"
 [formats]
 accept_unknown_as_opaque = true
 [[formats.personal]]
