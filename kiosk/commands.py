@@ -49,13 +49,18 @@ def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001, ANN202
 def cmd_run(args: argparse.Namespace) -> int:
     from kiosk.service import run_scanner, stop_on_signals
 
+    from kiosk.provisioning import ProvisioningFlow
+
     sinks = [JsonLinesSink(args.events)] if args.events else []
     pipeline = _pipeline(args, sinks)
+    provisioning = ProvisioningFlow(pipeline)  # applies a scanned provisioning code (kiosk/provisioning.py)
+    pipeline.sinks.append(provisioning)
     stop = threading.Event()
     stop_on_signals(stop)
     try:
         run_scanner(pipeline, stop, seconds=args.seconds)
     finally:
+        provisioning.close()
         pipeline.close()
         for sink in sinks:
             sink.close()

@@ -34,6 +34,12 @@ BEACON_OK = {"advertising", "ok", "disabled"}
 # "offline" is normal for a venue without network: it needs attention only through the queue's age.
 SYNC_OK = {"online", "ok", "idle", "uploading", "synced", "starting", "offline"}
 
+PROVISIONING_PROBLEMS = {
+    "pending": "enrollment with {upstream_url} postponed (upstream unreachable; retrying): {error}",
+    "refused": "enrollment refused by {upstream_url}: {error}; scan a new provisioning code",
+    "no-uploader": "provisioned, but this installation has no uploader to enroll with",
+}
+
 EXIT_OK, EXIT_ATTENTION, EXIT_NO_STATE = 0, 1, 3
 
 
@@ -155,6 +161,13 @@ def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], nee
     elif unsent and (last_ok is None or now_ms - last_ok > SYNC_SILENT_S * 1000) and oldest is not None \
             and now_ms - oldest > SYNC_SILENT_S * 1000:
         need.append("sync: no successful upload for over an hour while check-ins wait")
+
+    provisioning = statuses.get("provisioning")
+    if provisioning is not None:
+        f["provisioning"] = _component(provisioning)
+        problem = PROVISIONING_PROBLEMS.get(provisioning["state"])
+        if problem:
+            need.append(problem.format(**{"error": "", "upstream_url": "?", **provisioning["detail"]}).rstrip(": "))
 
     beacon = statuses.get("beacon")
     f["beacon"] = _component(beacon)
