@@ -213,3 +213,20 @@ def test_notifier_outside_systemd_is_silent_and_harmless(tmp_path):
     assert Notifier.from_env({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "garbage"}).watchdog_interval is None
     # systemd gone (socket path vanished): the kiosk carries on.
     assert Notifier(str(tmp_path / "gone")).ping() is False
+
+
+def test_kiosk_beacon_sends_ready_and_pings(tmp_path, state_dir):
+    """The beacon service (here on the pcap transport, which records what a controller would get)."""
+    listener = NotifySocket(str(tmp_path / "notify"))
+    env = kiosk_env(NOTIFY_SOCKET=listener.address, WATCHDOG_USEC="1000000")
+    try:
+        result = subprocess.run([sys.executable, "-m", "kiosk", "--state-dir", str(state_dir), "beacon", "--transport",
+                                 f"pcap:{tmp_path / 'beacon.pcap'}", "--assume-clock-synced", "--seconds", "4"],
+                                env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    assert "READY=1" in listener.messages[0][1].split("\n")
+    assert len(listener.times_of("WATCHDOG=1")) >= 3
+    assert any(s.startswith("advertising slot ") for s in listener.statuses())
+    assert listener.times_of("STOPPING=1")
