@@ -197,3 +197,17 @@ def test_forged_and_expired_codes_change_nothing(blank_config_file, state_dir):
     with pytest.raises(ValueError):
         apply_provisioning(pipeline.config, pipeline.handle_payload(forged.encode()).credential)
     pipeline.close()
+
+
+def test_hostile_venue_names_round_trip_and_a_torn_pending_file_is_ignored(blank_config_file, state_dir):
+    pipeline = _blank_pipeline(blank_config_file)
+    name = 'Chợ "Lớn" \\ [device] = x'
+    outcome = _provisioning_outcome(pipeline, code_for("CHO-LON-8", name=name))
+    applied = apply_provisioning(pipeline.config, outcome.credential, lambda *a, **k: None)
+    assert applied.enrolled
+    assert load_config(blank_config_file).device.venue_name == name
+    (state_dir / PENDING_FILE).write_text('{"upstream_url": "http://127.0.0.1:9", "tok')  # power cut mid-write
+    assert load_pending(state_dir) is None
+    flow = ProvisioningFlow(pipeline, enroll=lambda *a, **k: None)
+    assert flow.thread is None
+    pipeline.close()

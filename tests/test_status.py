@@ -141,3 +141,13 @@ def test_run_as_root_leaves_no_root_owned_files(config_file):
     owners = {p.name: p.stat().st_uid for p in state_dir.iterdir()}
     assert set(owners.values()) == {nobody}, owners
     shutil.rmtree(base)
+
+
+def test_a_garbage_database_is_reported_and_left_alone(config_file, state_dir):
+    garbage = b"this is not SQLite\x00" * 100
+    (state_dir / DB_NAME).write_bytes(garbage)
+    result, report = _status(config_file, "--json")
+    assert result.returncode == EXIT_ATTENTION
+    assert report["store"]["state"] == "unreadable"
+    assert any(a.startswith("state database unreadable") for a in report["attention"])
+    assert (state_dir / DB_NAME).read_bytes() == garbage  # status never repairs or sets aside

@@ -230,3 +230,13 @@ def test_kiosk_beacon_sends_ready_and_pings(tmp_path, state_dir):
     assert len(listener.times_of("WATCHDOG=1")) >= 3
     assert any(s.startswith("advertising slot ") for s in listener.statuses())
     assert listener.times_of("STOPPING=1")
+
+
+def test_a_status_text_cannot_inject_other_assignments(tmp_path):
+    listener = NotifySocket(str(tmp_path / "notify"))
+    try:
+        Notifier(listener.address).status("venue X\nREADY=1\nWATCHDOG=1")
+        time.sleep(0.3)
+    finally:
+        listener.close()
+    assert [m for _, m in listener.messages] == ["STATUS=venue X READY=1 WATCHDOG=1"]
