@@ -73,14 +73,22 @@ def apply_provisioning(config: Config, credential: Credential, enroll: Enroll | 
     Raises ValueError for a credential that is not a verified provisioning code and ConfigError if
     the settings cannot be saved (nothing is changed then).
     """
+    config, pending = save_provisioning(config, credential)
+    return _enroll(config, pending, enroll or _default_enroll())
+
+
+def save_provisioning(config: Config, credential: Credential) -> tuple[Config, dict[str, str]]:
+    """The local half: venue, name and direction saved in the state directory (fast, no network).
+
+    Returns the config now in force and the enrollment still to do.
+    """
     device = settings_of(credential)
     code = credential.content
     save_overrides(config.state_dir, {"device": device})
     config = config.replace(device=device)
     log.info("provisioned: venue %s (%s)", code.venue_id, code.direction)
-    pending = {"upstream_url": code.upstream_url, "token": code.enrollment_token, "venue_id": code.venue_id,
-               "direction": code.direction}
-    return _enroll(config, pending, enroll or _default_enroll())
+    return config, {"upstream_url": code.upstream_url, "token": code.enrollment_token, "venue_id": code.venue_id,
+                    "direction": code.direction}
 
 
 def _enroll(config: Config, pending: dict[str, str], enroll: Enroll | None) -> Applied:
@@ -130,26 +138,31 @@ def load_pending(state_dir: Path) -> dict[str, str] | None:
 
 
 class ProvisioningFlow:
-    """The outcome sink of ``kiosk run`` that applies provisioning codes to a running pipeline.
+    """Applies provisioning codes to a running pipeline: as an outcome sink of ``kiosk run``
+    (``auto``: the rules in this module's docstring) and as the screen's confirmation hook
+    (:meth:`confirm`).
 
-    Applying (and retrying a postponed enrollment) happens in a background thread: enrollment talks
-    to the network, and the scanner loop must keep turning (and pinging the watchdog) meanwhile.
+    The settings are saved at once, in the caller's thread (a file write), so the very next scan is
+    checked in at the new venue; enrollment talks to the network and runs in a background thread
+    (retried while postponed), so neither the scanner loop nor the screen waits for it.
     """
 
-    def __init__(self, pipeline: Any, enroll: Enroll | None = None, monotonic: Callable[[], float] = time.monotonic):
+    def __init__(self, pipeline: Any, enroll: Enroll | None = None, monotonic: Callable[[], float] = time.monotonic,
+                 auto: bool = True):
         self.pipeline = pipeline
         self.enroll = enroll or _default_enroll()
         self.monotonic = monotonic
+        self.auto = auto
         self._offered: tuple[tuple[str, ...], float] | None = None
         self._busy = threading.Lock()
         self._stop = threading.Event()
         self.thread: threading.Thread | None = None
         pending = load_pending(pipeline.config.state_dir)
         if pending is not None:  # postponed before a restart: keep trying
-            self._start(lambda: self._retry(pending))
+            self._start(lambda: self._retry(pending, first_delay=True))
 
     def __call__(self, outcome: Outcome) -> None:
-        if outcome.event != PROVISIONING or outcome.credential is None:
+        if not self.auto or outcome.event != PROVISIONING or outcome.credential is None:
             return
         settings = settings_of(outcome.credential)
         current = self.pipeline.config.device
@@ -168,37 +181,44 @@ class ProvisioningFlow:
                 _status(self.pipeline.config, "confirm", {"venue_id": key[0], "upstream_url": key[2]})
                 return
         self._offered = None
-        credential = outcome.credential
-        self._start(lambda: self._apply(credential))
+        error = self.confirm(outcome.credential)
+        if error:
+            log.error("provisioning code not applied: %s", error)
+
+    def confirm(self, credential: Credential) -> str | None:
+        """Apply a code a person confirmed; None when applied, else the reason (for the screen)."""
+        if self._busy.locked():
+            return "an enrollment is still in progress; try again in a minute"
+        try:
+            config, pending = save_provisioning(self.pipeline.config, credential)
+        except (ValueError, OSError) as exc:  # ConfigError is a ValueError
+            return str(exc)
+        self.pipeline.config = config  # the next scan is checked in at the new venue
+        self._start(lambda: self._retry(pending, first_delay=False))
+        return None
 
     def _start(self, job: Callable[[], None]) -> None:
         if not self._busy.acquire(blocking=False):
-            log.warning("provisioning already in progress; code ignored")
             return
 
         def run() -> None:
             try:
                 job()
-            except Exception:  # noqa: BLE001 - a failed provisioning must not take the scanner down
-                log.exception("provisioning failed")
+            except Exception:  # noqa: BLE001 - a failed enrollment must not take the kiosk down
+                log.exception("enrollment failed")
             finally:
                 self._busy.release()
 
-        self.thread = threading.Thread(target=run, name="provisioning", daemon=True)
+        self.thread = threading.Thread(target=run, name="enrollment", daemon=True)
         self.thread.start()
 
-    def _apply(self, credential: Credential) -> None:
-        applied = apply_provisioning(self.pipeline.config, credential, self.enroll)
-        self.pipeline.config = applied.config  # the next scan is checked in at the new venue
-        if not applied.enrolled and load_pending(applied.config.state_dir) is not None:
-            self._retry(load_pending(applied.config.state_dir))
-
-    def _retry(self, pending: dict[str, str] | None) -> None:
-        attempt = 0
+    def _retry(self, pending: dict[str, str] | None, first_delay: bool) -> None:
+        attempt = 0 if first_delay else -1
         while pending is not None and not self._stop.is_set():
-            delay = random.uniform(0, min(RETRY_CAP_S, 5.0 * 2 ** attempt))  # full jitter
-            if self._stop.wait(delay):
-                return
+            if attempt >= 0:
+                delay = random.uniform(0, min(RETRY_CAP_S, 5.0 * 2 ** attempt))  # full jitter
+                if self._stop.wait(delay):
+                    return
             attempt += 1
             applied = _enroll(self.pipeline.config, pending, self.enroll)
             if applied.enrolled:

@@ -196,6 +196,31 @@ def test_forged_and_expired_codes_change_nothing(blank_config_file, state_dir):
     assert not (state_dir / "settings.toml").exists()
     with pytest.raises(ValueError):
         apply_provisioning(pipeline.config, pipeline.handle_payload(forged.encode()).credential)
+    # The screen's confirmation hook says why, and changes nothing either.
+    assert flow.confirm(pipeline.handle_payload(forged.encode()).credential) == "not a verified provisioning code"
+    assert pipeline.config.device.venue_id == ""
+    pipeline.close()
+
+
+def test_the_screen_hook_applies_at_once_and_enrolls_in_the_background(blank_config_file, state_dir):
+    pipeline = _blank_pipeline(blank_config_file)
+    release, enrolled = threading.Event(), []
+
+    def slow_enroll(config, url, token, venue, direction=None):
+        release.wait(10)  # a slow upstream must not hold the screen or the scanner
+        enrolled.append(venue)
+
+    flow = ProvisioningFlow(pipeline, enroll=slow_enroll, auto=False)
+    outcome = _provisioning_outcome(pipeline, code_for("GATE-4", "exit"))
+    flow(outcome)  # auto=False: the sink leaves it to the screen
+    assert pipeline.config.device.venue_id == ""
+    assert flow.confirm(outcome.credential) is None
+    assert (pipeline.config.device.venue_id, pipeline.config.device.direction) == ("GATE-4", "exit")
+    assert pipeline.handle_payload(b"DEMO-HQR-0000000000B7").event == "accepted"
+    assert enrolled == []
+    release.set()
+    flow.thread.join(10)
+    assert enrolled == ["GATE-4"]
     pipeline.close()
 
 
