@@ -94,3 +94,13 @@ def test_only_the_scanner_sees_devices_and_only_the_beacon_has_capabilities():
     assert set(beacon["AmbientCapabilities"].split()) == {"CAP_NET_RAW", "CAP_NET_ADMIN"}
     assert set(beacon["CapabilityBoundingSet"].split()) == {"CAP_NET_RAW", "CAP_NET_ADMIN"}
     assert "AF_BLUETOOTH" in beacon["RestrictAddressFamilies"]
+
+
+@pytest.mark.parametrize("unit", ["kiosk-scanner.service", "kiosk-beacon.service"])
+def test_each_unit_runs_a_real_kiosk_command(unit):
+    """ExecStart= names a subcommand the installed `kiosk` really has (with the unit's defaults)."""
+    from kiosk.cli import build_parser
+
+    args = settings(unit)["ExecStart"].split()[1:]
+    parsed = build_parser().parse_args(args)
+    assert callable(parsed.func)
