@@ -76,6 +76,7 @@ def test_the_installed_tree_is_what_a_pi_needs(installed):
     assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/kiosk.target") == "/etc/systemd/system/kiosk.target"
     assert (root / "etc/kiosk/kiosk.toml").read_bytes() == (ROOT / "kiosk/kiosk.example.toml").read_bytes()
     assert stat.S_IMODE((root / "var/lib/kiosk").stat().st_mode) == 0o700
+    assert (root / "opt/kiosk/src/docs/appliance.md").is_file()  # where the units' Documentation= points
     cfg = (root / "opt/kiosk/venv/pyvenv.cfg").read_text()
     assert "include-system-site-packages = true" in cfg  # so apt's python3-picamera2 imports
     wrapper = (root / "usr/local/bin/kiosk").read_text()
