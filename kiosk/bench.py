@@ -21,6 +21,7 @@ BENCHMARKS: dict[str, str] = {
     "pipeline": "kiosk.bench:bench_pipeline",
     "credentials": "kiosk.credentials.bench:bench_credentials",
     "beacon": "beacon.bench:bench_beacon",
+    "screen": "kiosk.screen.bench:bench_screen",
     "appliance": "kiosk.appliance_bench:bench_appliance",
 }
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "kiosk.commands",
     "kiosk.credentials.commands",
     "beacon.commands",
+    "kiosk.screen.commands",
     "kiosk.status",
 ]
 

@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--events", metavar="FILE|-", help="append one JSON line per outcome, after its commit")
     p.add_argument("--seconds", type=float, help="stop after this long (default: run until stopped)")
     p.add_argument("--headless", action="store_true", help="no screen: scanner and events only")
+    p.add_argument("--windowed", action="store_true", help="screen in a window even if screen.fullscreen is set")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("checkin", help="record a check-in from a typed payload, as if it had been scanned")
@@ -26,7 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("demo", help="the whole appliance on built-in defaults, simulated hardware only")
     p.add_argument("--seconds", type=float, default=30.0)
-    p.add_argument("--headless", action="store_true", help="no window; outcomes printed as lines")
+    p.add_argument("--headless", action="store_true",
+                   help="no window: the screen is drawn off-screen (SDL dummy driver); outcomes printed as lines")
+    p.add_argument("--screenshots", type=Path, metavar="DIR", help="save a PNG of every screen shown")
     p.set_defaults(func=cmd_demo)
 
     from kiosk.bench import BENCHMARKS
@@ -36,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scans", type=int, default=2000, help="pipeline: scans to time")
     p.add_argument("--soak-seconds", type=float, default=0.0, help="pipeline: then this long at --rate scans/s")
     p.add_argument("--rate", type=float, default=5.0)
+    p.add_argument("--frames", type=int, default=240, help="screen: frames timed per state and size")
     p.set_defaults(func=cmd_bench)
 
 
@@ -47,18 +51,24 @@ def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001, ANN202
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kiosk.service import run_scanner, stop_on_signals
-
     from kiosk.provisioning import ProvisioningFlow
+    from kiosk.service import run_scanner, stop_on_signals
 
     sinks = [JsonLinesSink(args.events)] if args.events else []
     pipeline = _pipeline(args, sinks)
-    provisioning = ProvisioningFlow(pipeline)  # applies a scanned provisioning code (kiosk/provisioning.py)
+    # Applies provisioning codes (kiosk/provisioning.py): confirmed on the screen, or by its own rules headless.
+    provisioning = ProvisioningFlow(pipeline, auto=args.headless)
     pipeline.sinks.append(provisioning)
     stop = threading.Event()
     stop_on_signals(stop)
     try:
-        run_scanner(pipeline, stop, seconds=args.seconds)
+        if args.headless:
+            run_scanner(pipeline, stop, seconds=args.seconds)
+        else:
+            from kiosk.screen.run import run_with_screen
+
+            run_with_screen(pipeline, stop, seconds=args.seconds, windowed=args.windowed,
+                            on_provisioning=provisioning.confirm)
     finally:
         provisioning.close()
         pipeline.close()
@@ -98,7 +108,8 @@ def cmd_checkin(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from kiosk.demo import run_demo
 
-    return run_demo(seconds=args.seconds, headless=args.headless, state_dir=args.state_dir)
+    return run_demo(seconds=args.seconds, headless=args.headless, state_dir=args.state_dir,
+                    screenshots=args.screenshots)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

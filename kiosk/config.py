@@ -148,6 +148,21 @@ class BeaconConfig:
 
 
 @dataclass(frozen=True)
+class ScreenConfig:
+    language: str = opt("vi", one_of("vi", "en"), "the screen's main language; the other is shown smaller")
+    pin: str = opt("", matches(r"([0-9]{4,12})?", "4 to 12 digits, or empty"), "maintenance PIN; empty = maintenance locked")
+    result_seconds: float = opt(4.0, between(1, 60), "how long a check-in result stays before 'ready'")
+    problem_seconds: float = opt(7.0, between(1, 120), "how long a refusal or fault stays (more to read)")
+    fullscreen: bool = opt(True, None, "full screen at the panel's native size; false = a window")
+    window_width: int = opt(800, between(320, 7680), "window size when fullscreen = false")
+    window_height: int = opt(480, between(240, 4320))
+    fps: int = opt(30, between(5, 60), "drawing rate; the camera preview is refreshed at most this often")
+    mirror_preview: bool = opt(True, None, "show the camera preview like a mirror, as visitors expect")
+    sound: bool = opt(True, None, "play a tone per result")
+    volume: float = opt(0.7, between(0, 1))
+
+
+@dataclass(frozen=True)
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -157,6 +172,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
     beacon: BeaconConfig = field(default_factory=BeaconConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
     source: str = "built-in defaults"
 
     @property

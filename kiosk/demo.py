@@ -1,12 +1,15 @@
 """``kiosk demo``: the whole appliance on built-in defaults, with simulated hardware only.
 
 A synthetic camera films a scripted queue of visitors (valid codes, repeats, a code nobody knows);
-the real pipeline commits check-ins to a real SQLite file in a fresh state directory.
+the real pipeline commits check-ins to a real SQLite file in a fresh state directory, and the real
+screen shows each outcome: in a window, or with ``--headless`` drawn off-screen on SDL's dummy
+driver (same code, no window; ``--screenshots DIR`` keeps a PNG of every screen shown).
 """
 
 from __future__ import annotations
 
 import base64
+import os
 import sys
 import tempfile
 import threading
@@ -15,7 +18,7 @@ from pathlib import Path
 from kiosk.config import Config
 from kiosk.events import Outcome
 from kiosk.pipeline import Pipeline
-from kiosk.service import run_scanner, stop_on_signals
+from kiosk.service import stop_on_signals
 from scanner.camera.synthetic import DEMO_TOKEN_PATTERN
 
 
@@ -45,6 +48,7 @@ def demo_config(state_dir: Path) -> Config:
         formats={"personal": [{"name": "demo-health-qr", "pattern": DEMO_TOKEN_PATTERN}]},
         clock={"assume_synced": True},
         privacy={"authority_public_key": str(demo_authority_keys(state_dir) / "sealing.pub")},
+        screen={"pin": "2468"},
     )
 
 
@@ -53,7 +57,7 @@ def _print_outcome(outcome: Outcome) -> None:
     print(f"{mark} {outcome.event:9} {outcome.kind:9} {outcome.reason}", file=sys.stderr, flush=True)
 
 
-def run_demo(seconds: float, headless: bool, state_dir: str | None = None) -> int:
+def run_demo(seconds: float, headless: bool, state_dir: str | None = None, screenshots: Path | None = None) -> int:
     state = Path(state_dir) if state_dir else Path(tempfile.mkdtemp(prefix="kiosk-demo-"))
     config = demo_config(state)
     counts = {"accepted": 0, "duplicate": 0, "rejected": 0, "error": 0}
@@ -69,11 +73,18 @@ def run_demo(seconds: float, headless: bool, state_dir: str | None = None) -> in
 
     beacon = start_beacon(state)  # Bluezone IDs on an emulated controller, or a line saying why not
     try:
-        run_scanner(pipeline, stop, seconds=seconds)
+        from kiosk.screen.run import run_with_screen
+
+        if headless:
+            os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+        _, shown = run_with_screen(pipeline, stop, seconds=seconds, dummy_display=headless, windowed=True,
+                                   screenshots=screenshots)
     finally:
         pipeline.close()
         if beacon is not None:
             beacon.stop()
+    if shown is not None:
+        print("demo screen: shown " + " ".join(f"{name}={n}" for name, n in sorted(shown.items())), file=sys.stderr)
     scanned = sum(counts.values())
     print(f"demo summary: scanned={scanned} accepted={counts['accepted']} duplicates={counts['duplicate']} "
           f"rejected={counts['rejected']} errors={counts['error']} synced=0")
