@@ -40,6 +40,11 @@ class ScannerHealth:
         self._next_report = monotonic()
         self.fps = 0.0
         self.checkins = 0
+        self._loops: dict[str, tuple[Callable[[], float], float]] = {}
+
+    def watch_loop(self, name: str, last_progress: Callable[[], float], stall_s: float) -> None:
+        """Vouch for another loop of this process too (the screen): no pings once it stalls."""
+        self._loops[name] = (last_progress, stall_s)
 
     # ---- events from the loop ------------------------------------------------------------------
     def camera_open(self, name: str) -> None:
@@ -63,14 +68,28 @@ class ScannerHealth:
         if now >= self._next_report:
             self._next_report = now + REPORT_EVERY_S
             self._report(now)
-        if now - self._last_frame <= self.stall_s:
+        stalled = self._stalled_loops(now)
+        if stalled:
+            if self.watch.ready:
+                self.watch.notifier.status(f"{' and '.join(stalled)} stalled")
+        elif now - self._last_frame <= self.stall_s:
             self.watch.beat(self._status_text())
         elif self.watch.ready and now - self._opened_at > self.stall_s:
             self.watch.notifier.status(f"camera stalled: no frame for {now - max(self._last_frame, self._opened_at):.0f} s")
 
     def wait_for_camera(self, stop: StopEvent, seconds: float, problem: str) -> None:
         """Back off before reopening the camera; the loop is healthy while it waits on purpose."""
-        self.watch.wait(stop, seconds, status=f"camera unavailable ({problem}); retrying")
+        end = self.monotonic() + seconds
+        while not stop.is_set():
+            if not self._stalled_loops(self.monotonic()):
+                self.watch.beat(f"camera unavailable ({problem}); retrying")
+            left = end - self.monotonic()
+            if left <= 0:
+                return
+            stop.wait(min(left, 1.0, self.watch.interval or 1.0))
+
+    def _stalled_loops(self, now: float) -> list[str]:
+        return [name for name, (progress, limit) in self._loops.items() if now - progress() > limit]
 
     # ---- helpers -------------------------------------------------------------------------------
     def _status_text(self) -> str:

@@ -236,3 +236,32 @@ def test_hostile_venue_names_round_trip_and_a_torn_pending_file_is_ignored(blank
     flow = ProvisioningFlow(pipeline, enroll=lambda *a, **k: None)
     assert flow.thread is None
     pipeline.close()
+
+
+def test_the_screen_confirmation_provisions_a_new_kiosk(blank_config_file, state_dir):
+    """Pipeline, screen and provisioning together: scan, the screen asks, a person confirms (Enter)."""
+    import pygame
+
+    from kiosk.screen.app import ScreenApp
+
+    pygame.display.init()
+    pipeline = _blank_pipeline(blank_config_file)
+    try:
+        enrolled = []
+        flow = ProvisioningFlow(pipeline, enroll=lambda config, url, token, venue, direction=None: enrolled.append(venue),
+                                auto=False)
+        app = ScreenApp(pygame.Surface((800, 480)), pipeline.config, now=lambda: 100.0, on_provisioning=flow.confirm)
+        pipeline.sinks += [flow, app.post_outcome]
+        pipeline.handle_payload(code_for("GATE-9", "exit", name="Bến xe Miền Tây").encode())
+        app.step([])
+        assert pipeline.config.device.venue_id == ""  # the screen asks first
+        app.step([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_RETURN, unicode="\r")])
+        assert app.result.title == "provisioning.applied"
+        assert (pipeline.config.device.venue_id, pipeline.config.device.direction) == ("GATE-9", "exit")
+        flow.thread.join(10)
+        assert enrolled == ["GATE-9"]
+        assert load_config(blank_config_file).device.venue_name == "Bến xe Miền Tây"
+        assert pipeline.handle_payload(b"DEMO-HQR-0000000000C3").event == "accepted"
+    finally:
+        pipeline.close()
+        pygame.display.quit()

@@ -240,3 +240,44 @@ def test_a_status_text_cannot_inject_other_assignments(tmp_path):
     finally:
         listener.close()
     assert [m for _, m in listener.messages] == ["STATUS=venue X READY=1 WATCHDOG=1"]
+
+
+def test_kiosk_run_with_the_screen_sends_ready_and_pings(config_file, tmp_path):
+    listener = NotifySocket(str(tmp_path / "notify"))
+    env = kiosk_env(NOTIFY_SOCKET=listener.address, WATCHDOG_USEC="1000000", SDL_VIDEODRIVER="dummy")
+    try:
+        result = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(config_file), "run", "--seconds", "5"],
+                                env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    finally:
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    assert "screen: " in result.stderr  # the screen really ran (dummy SDL driver)
+    assert len(listener.times_of("READY=1")) == 1 and len(listener.times_of("WATCHDOG=1")) >= 3
+
+
+def test_pings_stop_when_another_loop_of_the_process_freezes(fast_config, tmp_path):
+    """The screen's loop (main thread) freezes while frames still flow: systemd must still restart us."""
+    listener = NotifySocket(str(tmp_path / "notify"))
+    stop = threading.Event()
+    pipeline = Pipeline(fast_config)
+    health = ScannerHealth(pipeline, LoopWatch(Notifier(listener.address, 200_000)))
+    screen_turned = [time.monotonic()]
+    health.watch_loop("screen", lambda: screen_turned[0], stall_s=1.0)
+    thread = threading.Thread(target=run_scanner, kwargs=dict(
+        pipeline=pipeline, stop=stop, camera_factory=lambda: opened(SyntheticCamera(fps=30)), health=health), daemon=True)
+    thread.start()
+    try:
+        for _ in range(20):  # the screen turns for 2 s ...
+            screen_turned[0] = time.monotonic()
+            time.sleep(0.1)
+        frozen_at = time.monotonic()  # ... then freezes
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
+        pipeline.close()
+    pings = listener.times_of("WATCHDOG=1")
+    assert len([t for t in pings if t < frozen_at]) >= 5
+    assert not [t for t in pings if t > frozen_at + 1.5], "pings went on with the screen frozen"
+    assert any(s == "screen stalled" for s in listener.statuses())
