@@ -110,25 +110,38 @@ class Store:
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
-    def open(cls, state_dir: Path, readonly: bool = False) -> "Store":
+    def open(cls, state_dir: Path) -> "Store":
+        """The writer's connection: creates, migrates, and sets a damaged file aside."""
         try:
             state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as exc:
             raise StorageError(f"cannot create state directory {state_dir}: {exc.strerror}") from exc
         path = state_dir / DB_NAME
         try:
-            store = cls._connect(path, readonly)
+            store = cls._connect(path)
             store._check_integrity()
         except sqlite3.DatabaseError as exc:
             if _is_storage_fault(exc) and "not a database" not in str(exc) and "malformed" not in str(exc):
                 raise StorageError(f"cannot open {path}: {exc}") from exc
             kept = cls._set_aside(path, exc)
-            store = cls._connect(path, readonly)
+            store = cls._connect(path)
             store.set_status("store", "recovered", {"kept_as": str(kept), "error": str(exc)})
         return store
 
     @classmethod
-    def _connect(cls, path: Path, readonly: bool) -> "Store":
+    def reader(cls, state_dir: Path) -> "Store":
+        """A read-only connection (``mode=ro``) for the screen and ``kiosk status``: never creates,
+        migrates or sets aside the database, whatever state it is in; that is the writer's job."""
+        path = state_dir / DB_NAME
+        try:
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=2, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 2000")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read {path}: {exc}") from exc
+        return cls(path, sqlite_utils.Database(conn))
+
+    @classmethod
+    def _connect(cls, path: Path) -> "Store":
         conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         db = sqlite_utils.Database(conn)
         db.execute("PRAGMA busy_timeout = 10000")
@@ -137,8 +150,7 @@ class Store:
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA secure_delete = ON")  # deleted or blanked rows leave no bytes behind in the file
         store = cls(path, db)
-        if not readonly:
-            store._migrate()
+        store._migrate()
         return store
 
     def _check_integrity(self) -> None:

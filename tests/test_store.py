@@ -116,3 +116,15 @@ def test_read_only_state_directory_refuses_scan_and_recovers(config, small_fs):
     assert p.handle_payload(demo_token(3)).event == "accepted"
     assert first in p.store.checkin_ids()
     p.close()
+
+
+def test_reader_never_creates_migrates_or_sets_aside(state_dir):
+    with pytest.raises(StorageError):
+        Store.reader(state_dir)  # no database yet: a reader does not make one
+    assert not (state_dir / DB_NAME).exists()
+    Store.open(state_dir).close()
+    db = state_dir / DB_NAME
+    db.write_bytes(b"damaged" * 1000)
+    with pytest.raises(Exception):
+        Store.reader(state_dir).statuses()
+    assert db.read_bytes() == b"damaged" * 1000  # only the writer may set a damaged file aside

@@ -123,20 +123,6 @@ def read_snapshot(store: Any, state_dir: Path, assume_synced: bool) -> StatusSna
                           clock_synced=assume_synced or kernel_clock_synced(), taken_utc_ms=time.time_ns() // 10**6)
 
 
-def open_for_reading(path: Path) -> Any:
-    """A read-only connection (SQLite ``mode=ro``): the screen never writes, migrates or sets aside
-    the database, whatever state it is in; that is the scanner's job."""
-    import sqlite3
-
-    import sqlite_utils
-
-    from kiosk.store import Store
-
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=2, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 2000")
-    return Store(path, sqlite_utils.Database(conn))
-
-
 class StatusPoller:
     """Reads a snapshot about once a second in its own thread; ``latest`` is always ready to draw."""
 
@@ -156,14 +142,13 @@ class StatusPoller:
         self._thread.join(timeout=5)
 
     def poll_once(self) -> StatusSnapshot:
-        from kiosk.store import DB_NAME
+        from kiosk.store import DB_NAME, Store
 
-        path = self.state_dir / DB_NAME
-        if self._store is None and not path.exists():
+        if self._store is None and not (self.state_dir / DB_NAME).exists():
             return self.latest  # the scanner creates the database; until then there is nothing to read
         try:
             if self._store is None:
-                self._store = open_for_reading(path)
+                self._store = Store.reader(self.state_dir)
             self.latest = read_snapshot(self._store, self.state_dir, self.assume_synced)
         except Exception as exc:  # noqa: BLE001 - a status read must never take the screen down
             log.warning("screen: cannot read the state database: %s", exc)
