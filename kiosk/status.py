@@ -1,8 +1,7 @@
 """``kiosk status``: is this kiosk in service, and if not, what needs a person's attention.
 
-It reads the state database without changing it (SQLite read-only mode) and, run as root, does so
-as the database's owner so it never leaves root-owned WAL files that the ``kiosk`` user could not
-open. The exit code is 0 when nothing needs attention, 1 when something does (each reason printed),
+It reads the state database without changing it (``Store.reader``: SQLite read-only, immutable when
+no service has it open), so even run as root it never leaves files the ``kiosk`` user could not open. The exit code is 0 when nothing needs attention, 1 when something does (each reason printed),
 3 when there is no readable state database; 2 stays the CLI's "config error".
 """
 
@@ -10,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sqlite3
 import time
@@ -22,7 +20,7 @@ from kiosk import __version__
 from kiosk.clock import boot_id, kernel_clock_synced
 from kiosk.config import Config
 
-DB_NAME = "kiosk.db"  # kiosk.store.DB_NAME; not imported so `kiosk --version` needs no third-party library
+DB_NAME = "kiosk.db"  # kiosk.store.DB_NAME; imported late so `kiosk --version` needs no third-party library
 
 # Thresholds for "needs attention"; docs/appliance.md explains each one.
 STALE_REPORT_S = 60           # the scanner reports its camera every 10 s: older means it is not running
@@ -99,15 +97,15 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
         f["store"] = {"state": "missing", "path": str(db)}
         need.append(f"no state database at {db}: the scanner has never run with this state directory")
         return report
-    uri = _readonly_uri(db)
+    from kiosk.store import Store, StorageError
+
     try:
-        with _as_owner(state_dir):
-            conn = sqlite3.connect(uri, uri=True, timeout=5)
-            try:
-                _from_database(conn, now_ms, f, need)
-            finally:
-                conn.close()
-    except (sqlite3.Error, OSError) as exc:
+        store = Store.reader(state_dir)
+        try:
+            _from_database(store.db.conn, now_ms, f, need)
+        finally:
+            store.close()
+    except (StorageError, sqlite3.Error, OSError) as exc:
         f["store"] = {"state": "unreadable", "error": str(exc)}
         need.append(f"state database unreadable: {exc}")
     return report
@@ -177,15 +175,6 @@ def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], nee
             need.append(f"beacon {beacon['state']}: {beacon['detail'].get('error', '')}".rstrip(": "))
 
 
-def _readonly_uri(db: Path) -> str:
-    """Read without writing. With no ``-wal`` file no process has the database open, and everything
-    is in the main file: read it as immutable so SQLite creates no ``-wal``/``-shm`` files. Otherwise
-    share the running services' WAL index read-only."""
-    if Path(str(db) + "-wal").exists():
-        return f"{db.as_uri()}?mode=ro"
-    return f"{db.as_uri()}?mode=ro&immutable=1"
-
-
 def _component(status: dict[str, Any] | None) -> dict[str, Any]:
     if status is None:
         return {"state": "unknown", "age_s": None}
@@ -203,24 +192,6 @@ def _disk(state_dir: Path, f: dict[str, Any], need: list[str]) -> None:
     f["disk"] = {"free_bytes": usage.free, "total_bytes": usage.total}
     if usage.free < DISK_FREE_MIN_BYTES or usage.free < DISK_FREE_MIN_FRACTION * usage.total:
         need.append(f"disk nearly full: {usage.free // 2**20} MiB free for {state_dir}")
-
-
-class _as_owner:
-    """As root, read the database as the user that owns the state directory (and back after)."""
-
-    def __init__(self, state_dir: Path):
-        self.st = state_dir.stat()
-        self.switch = os.geteuid() == 0 and self.st.st_uid != 0
-
-    def __enter__(self) -> None:
-        if self.switch:
-            os.setegid(self.st.st_gid)
-            os.seteuid(self.st.st_uid)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.switch:
-            os.seteuid(0)
-            os.setegid(0)
 
 
 def _read_text(path: Path) -> str:

@@ -131,10 +131,17 @@ class Store:
     @classmethod
     def reader(cls, state_dir: Path) -> "Store":
         """A read-only connection (``mode=ro``) for the screen and ``kiosk status``: never creates,
-        migrates or sets aside the database, whatever state it is in; that is the writer's job."""
+        migrates or sets aside the database, whatever state it is in; that is the writer's job.
+
+        With no ``-wal`` file no process has the database open and everything is in the main file:
+        it is then read as immutable, so not even ``-wal``/``-shm`` files are created (they would be
+        root's when root runs ``kiosk status``)."""
         path = state_dir / DB_NAME
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        if not Path(str(path) + "-wal").exists():
+            uri += "&immutable=1"
         try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=2, check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, timeout=2, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 2000")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read {path}: {exc}") from exc
