@@ -144,3 +144,17 @@ def test_bad_options_are_refused(tmp_path):
         result = subprocess.run(["bash", str(INSTALL), "--root", str(tmp_path), "--skip-system", *args],
                                 capture_output=True, text=True)
         assert result.returncode == 2 and "install.sh:" in result.stderr
+
+
+def test_installed_units_verify_against_the_installed_program(installed, tmp_path):
+    """systemd-analyze verify on the units as installed, with ExecStart= at the venv's real `kiosk`."""
+    root = installed[0]
+    program = root / "opt/kiosk/venv/bin/kiosk"
+    copy = tmp_path / "units"
+    copy.mkdir()
+    for unit in UNITS:
+        text = (root / "etc/systemd/system" / unit).read_text()
+        (copy / unit).write_text(text.replace("/opt/kiosk/venv/bin/kiosk", str(program)))
+    result = subprocess.run(["systemd-analyze", "verify", "--man=no", *sorted(str(p) for p in copy.iterdir())],
+                            capture_output=True, text=True, timeout=120)
+    assert (result.stdout + result.stderr).strip() == ""
