@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, str] = {
     "credentials": "kiosk.credentials.bench:bench_credentials",
     "beacon": "beacon.bench:bench_beacon",
     "screen": "kiosk.screen.bench:bench_screen",
+    "scanner": "scanner.bench:bench_scanner",
     "appliance": "kiosk.appliance_bench:bench_appliance",
 }
 

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "kiosk.credentials.commands",
     "beacon.commands",
     "kiosk.screen.commands",
+    "scanner.commands",
     "kiosk.status",
 ]
 

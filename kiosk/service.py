@@ -16,7 +16,8 @@ from kiosk.events import ACCEPTED, Outcome
 from kiosk.health import ScannerHealth
 from kiosk.pipeline import Pipeline
 from kiosk.store import StorageError
-from scanner.camera import Camera, CameraError, open_camera
+from scanner.camera import Camera, open_camera
+from scanner.feed import CameraFeed
 
 log = logging.getLogger("kiosk.service")
 
@@ -28,6 +29,7 @@ class LoopStats:
     frames: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     camera_failures: int = 0
+    dropped: int = 0  # frames the camera delivered while the loop was still busy with an older one
 
     def count(self, outcome: Outcome) -> None:
         self.outcomes[outcome.event] = self.outcomes.get(outcome.event, 0) + 1
@@ -48,63 +50,48 @@ def backoff_delays(base: float = 0.5, cap: float = 30.0) -> "Callable[[int], flo
 def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None = None,
                 camera_factory: Callable[[], Camera] | None = None,
                 on_frame: Callable[[object], None] | None = None, health: ScannerHealth | None = None) -> LoopStats:
-    """Read frames until ``stop`` is set (or ``seconds`` pass, or a finite source ends).
+    """Decode frames until ``stop`` is set (or ``seconds`` pass, or a finite source ends).
 
-    ``health`` pings systemd's watchdog only while frames flow (kiosk/health.py).
+    The camera is read on its own thread keeping only the newest frame (scanner/feed.py): a slow
+    decoder or a slow ``on_frame`` drops frames, never queues them. Camera faults are retried with
+    backoff and shown as the store's "camera" status. ``health`` pings systemd's watchdog only while
+    this loop turns and frames flow (kiosk/health.py).
     """
     config = pipeline.config
     camera_factory = camera_factory or (lambda: open_camera(config.camera))
     deadline = time.monotonic() + seconds if seconds else None
     stats = LoopStats()
-    delay = backoff_delays()
-    camera: Camera | None = None
-    failures = 0
     health = health or ScannerHealth(pipeline)
     log.info("scanner started: kiosk %s, device %s, venue %s (%s)", __version__, _device_name(pipeline),
              config.device.venue_id or "not provisioned", config.device.direction)
     next_maintenance = time.monotonic()
-    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+
+    def housekeeping() -> None:  # runs with or without a camera
+        nonlocal next_maintenance
         health.tick()
         if time.monotonic() >= next_maintenance:
             next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
             _maintain(pipeline)
-        if camera is None:
-            try:
-                camera = camera_factory()
-                failures = 0
-                _report(pipeline, "camera", "ok", {"backend": camera.name})
-                health.camera_open(camera.name)
-                log.info("camera %s open", camera.name)
-            except CameraError as exc:
-                stats.camera_failures += 1
-                _report(pipeline, "camera", "lost", {"error": str(exc)})
-                (log.error if failures == 0 else log.debug)("camera unavailable: %s", exc)
-                health.wait_for_camera(stop, delay(failures), str(exc))
-                failures += 1
-                continue
-        try:
-            frame = camera.read(timeout=config.camera.read_timeout_s)
-        except StopIteration:
-            break
-        except CameraError as exc:
-            log.error("camera failed mid-stream: %s; reopening", exc)
-            _report(pipeline, "camera", "lost", {"error": str(exc)})
-            health.camera_lost()
-            camera.close()
-            camera = None
-            continue
-        if frame is None:
-            continue
+
+    def report(state: str, detail: dict) -> None:
+        _report(pipeline, "camera", state, detail)
+        health.camera(state, detail)
+
+    feed = CameraFeed(camera_factory, config.camera.read_timeout_s, stop, backoff_delays(), report=report,
+                      tick=housekeeping)
+    health.stuck_reads = lambda: feed.abandoned
+    for frame in feed.frames(deadline):
         stats.frames += 1
         health.frame()
         if on_frame is not None:
             on_frame(frame)
+        started = time.perf_counter()
         for outcome in pipeline.handle_frame(frame):
             stats.count(outcome)
             if outcome.event == ACCEPTED:
                 health.accepted()
-    if camera is not None:
-        camera.close()
+        feed.decoded(time.perf_counter() - started)
+    stats.camera_failures, stats.dropped = feed.camera_failures, feed.dropped
     log.info("scanner stopped after %d frames", stats.frames)
     return stats
 

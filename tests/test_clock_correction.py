@@ -8,7 +8,7 @@ import sqlite_utils
 
 from kiosk.clock import Clock, Instant
 from kiosk.clockfix import ClockWatch, correct_checkin_times
-from kiosk.health import REPORT_EVERY_S, ScannerHealth
+from kiosk.health import CLOCK_CHECK_EVERY_S, ScannerHealth
 from kiosk.pipeline import Pipeline
 from kiosk.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Store
 from kiosk.watchdog import LoopWatch, Notifier
@@ -89,12 +89,12 @@ def test_the_scanner_loop_corrects_once_the_clock_syncs(config):
     cid = _scan(pipeline, 1)
     true_ms = clock.true_ms()
     for _ in range(3):  # report periods pass with the clock still wrong: nothing is touched
-        now[0] += REPORT_EVERY_S
+        now[0] += CLOCK_CHECK_EVERY_S
         health.tick()
     assert pipeline.store.checkin(cid)["clock_synced"] == 0
-    clock.advance(3 * REPORT_EVERY_S)
+    clock.advance(3 * CLOCK_CHECK_EVERY_S)
     clock.sync()
-    now[0] += REPORT_EVERY_S
+    now[0] += CLOCK_CHECK_EVERY_S
     health.tick()
     row = pipeline.store.checkin(cid)
     assert (row["clock_synced"], row["utc_ms"]) == (1, true_ms)

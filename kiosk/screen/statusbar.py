@@ -4,7 +4,7 @@ The database is read by a background thread about once a second into a single "l
 slot; drawing only ever reads that slot, so a slow disk or a locked database never stalls a frame.
 
 What the screen reads from the ``status`` table (other services write it with ``Store.set_status``):
-``camera`` state ``lost`` = camera problem; ``sync`` state (``online``/``ok``/``idle``/``uploading``
+``camera`` state ``lost`` or ``stalled`` = camera problem (docs/scanner.md); ``sync`` state (``online``/``ok``/``idle``/``uploading``
 count as online) with ``detail.last_upload_ms`` (or ``last_success_ms``); ``beacon`` state
 (``advertising`` = on); the ``nearby`` component (state ``ok``, ``detail.phones``) when the beacon
 counts nearby phones. Queue depth comes from ``outbox_counts()``.
@@ -63,7 +63,7 @@ class StatusSnapshot:
 
     @property
     def camera_lost(self) -> bool:
-        return self.state("camera") == "lost"
+        return self.state("camera") in ("lost", "stalled")
 
     @property
     def queue_depth(self) -> int:

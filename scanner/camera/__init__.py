@@ -15,6 +15,8 @@ __all__ = ["Camera", "CameraError", "CameraMissing", "BACKENDS", "open_camera"]
 
 # name -> "module:Class"; imported lazily so picamera2 is only touched on a Pi.
 BACKENDS = {
+    "picamera2": "scanner.camera.picam:PiCamera",
+    "uvc": "scanner.camera.uvc:UvcCamera",
     "synthetic": "scanner.camera.synthetic:SyntheticCamera",
     "replay": "scanner.camera.replay:ReplayCamera",
 }

@@ -18,6 +18,9 @@ class CameraMissing(CameraError):
 
 class Camera(ABC):
     name = "camera"
+    # True: frames come on the camera's own clock whether anyone reads them or not, so the scanner
+    # loop reads them on a thread and keeps only the newest. False: the source waits for its reader.
+    live = True
 
     @classmethod
     @abstractmethod

@@ -2,7 +2,9 @@
 
 Scripts: ``demo`` (valid codes, repeats and a code no format knows, looping), ``unique`` (an endless
 stream of different valid codes, for load and crash tests) and ``idle`` (no code at all).
-Frames come at the configured rate, as a real camera's would.
+Visitors alternately hold up a phone (with its screen's moiré) or a printed card, a little tilted
+(scanner/render.py); the load script shows plain codes and, like a recording, waits for its reader. Frames come at the configured rate, as a real camera's would, and are
+read-only: the same array is handed out for every frame a visitor holds still.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from scanner.camera.base import Camera
-from scanner.render import render_code, scene
+from scanner.render import Shot, render_code, render_shot, scene
 
 # The demo's personal health QR tokens match this pattern (see kiosk/demo.py's config).
 DEMO_TOKEN_PATTERN = r"DEMO-HQR-[0-9A-F]{12}"
@@ -37,8 +39,10 @@ class SyntheticCamera(Camera):
     def __init__(self, width: int = 640, height: int = 480, fps: float = 15.0, script: str = "demo",
                  hold_frames: int | None = None):
         self.width, self.height, self.fps, self.script = width, height, fps, script
-        # A visitor holds a code ~0.8 s; the load script moves its queue as fast as frames come.
+        # A visitor holds a code ~0.8 s; the load script moves its queue as fast as frames are taken:
+        # like a recording, it waits for its reader (every frame decoded, at most fps a second).
         self.hold_frames = hold_frames or (2 if script == "unique" else max(2, int(fps * 0.8)))
+        self.live = script != "unique"
         self._frames: Iterator[np.ndarray] | None = None
         self._next_at = 0.0
         self._cache: dict[bytes | None, np.ndarray] = {}
@@ -56,11 +60,22 @@ class SyntheticCamera(Camera):
         return itertools.repeat(None)
 
     def _render(self, payload: bytes | None) -> np.ndarray:
+        """A visitor alternately holds up a phone or a printed card, a little tilted; cached per code."""
         if payload not in self._cache:
             if len(self._cache) > 64:
                 self._cache.clear()
-            code = render_code(payload, module_px=max(2, min(self.width, self.height) // 80)) if payload else None
-            self._cache[payload] = scene(self.width, self.height, code, seed=len(self._cache))
+            n = len(self._cache)
+            if payload is None:
+                self._cache[payload] = scene(self.width, self.height, seed=n)
+            elif self.script == "unique":  # load tests measure the pipeline, not the renderer
+                code = render_code(payload, module_px=max(2, min(self.width, self.height) // 80))
+                self._cache[payload] = scene(self.width, self.height, code, seed=n)
+            else:
+                shot = Shot(self.width, self.height, medium=("phone", "paper")[n % 2],
+                            px_per_module=max(3.0, min(self.width, self.height) / 120),
+                            rotation=(n * 37) % 40 - 20, tilt=(n * 13) % 20, seed=n)
+                self._cache[payload] = render_shot(payload, shot)
+            self._cache[payload].flags.writeable = False  # handed out many times: nobody may draw on it
         return self._cache[payload]
 
     def _stream(self) -> Iterator[np.ndarray]:
