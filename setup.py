@@ -38,7 +38,8 @@ setup(
     description="Venue check-in kiosk appliance for Vietnam: camera, QR check-ins, offline outbox, Bluezone beacon",
     python_requires=">=3.11",
     packages=find_packages(include=["kiosk", "kiosk.*", "scanner", "scanner.*", "beacon", "beacon.*", "sync", "sync.*"]),
-    package_data={"kiosk": ["*.toml", "credentials/dcc_schema/*", "screen/fonts/*"]},  # fonts: DejaVu + licence
+    package_data={"kiosk": ["*.toml", "credentials/dcc_schema/*", "screen/fonts/*"],  # fonts: DejaVu + licence
+                  "sync": ["openapi.json"]},
     install_requires=CORE,
     extras_require={
         "device": DEVICE,

@@ -19,6 +19,7 @@ from kiosk.logs import setup_logging
 
 COMMAND_MODULES = [
     "kiosk.commands",
+    "sync.commands",
     "kiosk.credentials.commands",
     "beacon.commands",
     "kiosk.screen.commands",

@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scans", type=int, default=2000, help="pipeline: scans to time")
     p.add_argument("--soak-seconds", type=float, default=0.0, help="pipeline: then this long at --rate scans/s")
     p.add_argument("--rate", type=float, default=5.0)
+    p.add_argument("--backlog", type=int, default=100_000, help="sync: queued check-ins to upload")
+    p.add_argument("--pg-url", help="sync: also measure the upstream's ingest on this PostgreSQL database")
     p.add_argument("--frames", type=int, default=240, help="screen: frames timed per state and size")
     p.add_argument("--seed", type=int, default=0, help="scanner: corpus seed")
     p.add_argument("--save-frames", metavar="DIR", help="scanner: also write every corpus frame as a PNG")

@@ -136,6 +136,34 @@ class ClockConfig:
     assume_synced: bool = opt(False, None, "trust the system clock even if the kernel says unsynchronised")
 
 
+def _upstream_url(v: str) -> str | None:
+    if not v:
+        return None
+    from sync.protocol import check_upstream_url
+
+    try:
+        check_upstream_url(v)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    upstream_url: str = opt("", _upstream_url, "set by `kiosk provision`; https, or http to loopback only")
+    ca_bundle: str = opt("", None, "PEM file of CAs to trust for the upstream; empty = the system's")
+    batch_max_items: int = opt(500, between(1, 1000))
+    batch_max_bytes: int = opt(524288, between(4096, 1000000), "uncompressed JSON bytes per batch")
+    connect_timeout_s: float = opt(5.0, between(0.1, 120))
+    read_timeout_s: float = opt(30.0, between(0.1, 600))
+    wake_check_s: float = opt(0.25, between(0.01, 10), "how often to look for newly committed check-ins")
+    poll_interval_s: float = opt(30.0, between(1, 3600), "idle re-check when nothing wakes the uploader")
+    heartbeat_interval_s: float = opt(60.0, between(1, 86400))
+    backoff_base_s: float = opt(1.0, between(0.01, 60))
+    backoff_cap_s: float = opt(300.0, between(0.05, 3600))
+    retry_after_max_s: float = opt(900.0, between(0, 86400), "longest Retry-After honoured")
+
+
 @dataclass(frozen=True)
 class BeaconConfig:
     transport: str = opt("hci0", matches(r"hci[0-9]{1,3}|unix:.+|pcap:.+", "hciN, unix:PATH or pcap:FILE"),
@@ -172,6 +200,7 @@ class Config:
     scan: ScanConfig = field(default_factory=ScanConfig)
     formats: FormatsConfig = field(default_factory=FormatsConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     provisioning: ProvisioningConfig = field(default_factory=ProvisioningConfig)
     beacon: BeaconConfig = field(default_factory=BeaconConfig)

@@ -72,6 +72,9 @@ def run_demo(seconds: float, headless: bool, state_dir: str | None = None, scree
     from beacon.demo import start as start_beacon
 
     beacon = start_beacon(state)  # Bluezone IDs on an emulated controller, or a line saying why not
+    from sync.demo import start as start_sync
+
+    sync = start_sync(config)  # a local upstream on loopback and the uploader, or a line saying why not
     try:
         from kiosk.screen.run import run_with_screen
 
@@ -85,7 +88,8 @@ def run_demo(seconds: float, headless: bool, state_dir: str | None = None, scree
             beacon.stop()
     if shown is not None:
         print("demo screen: shown " + " ".join(f"{name}={n}" for name, n in sorted(shown.items())), file=sys.stderr)
+    synced = sync.finish(expected=counts["accepted"]) if sync is not None else 0
     scanned = sum(counts.values())
     print(f"demo summary: scanned={scanned} accepted={counts['accepted']} duplicates={counts['duplicate']} "
-          f"rejected={counts['rejected']} errors={counts['error']} synced=0")
+          f"rejected={counts['rejected']} errors={counts['error']} synced={synced}")
     return 0 if counts["error"] == 0 else 1

@@ -1,0 +1,330 @@
+"""The reference upstream: FastAPI app (the OpenAPI document's source) served by uvicorn.
+
+Device routes authenticate in their route class, before FastAPI parses anything: the body is read
+with a size cap, the Ed25519 signature and timestamp are checked, the nonce is remembered, and
+only then is the gzip body inflated (with a second cap) and handed to FastAPI's JSON validation.
+Every refusal is a 4xx whose JSON body carries a machine-readable ``reason``.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Callable, Coroutine
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from kiosk import __version__
+from sync import protocol as p
+from sync.exposure import exposure_entries
+from sync.protocol import ProtocolError
+from sync.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
+                         Error, Exposure, Fleet, Heartbeat, Stats, TimeReply, Trace)
+from sync.storage import Device, Storage, now_ms
+
+log = logging.getLogger("sync.server")
+
+ENROLL_MAX_BODY = 16 * 1024
+ENROLL_MAX_JSON = 64 * 1024
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_body_bytes: int = p.MAX_BODY_BYTES
+    max_json_bytes: int = p.MAX_JSON_BYTES
+    clock_window_ms: int = p.CLOCK_WINDOW_MS
+    silent_after_s: int = 900
+
+
+def error_response(status: int, reason: str, message: str, fields: list | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"reason": reason, "message": message, "server_time_ms": now_ms()}
+    if fields is not None:
+        body["fields"] = fields
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+ERRORS = {code: {"model": Error} for code in (400, 401, 403, 413, 415, 422, 503)}
+
+
+# ---- authentication in the route class ----------------------------------------------------------
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ProtocolError(413, "body-too-large", f"body larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(413, "body-too-large", f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_clock(timestamp_ms: int, window_ms: int) -> None:
+    if abs(timestamp_ms - now_ms()) > window_ms:
+        raise ProtocolError(401, "clock-skew", f"request timestamp is more than {window_ms // 1000} s from server "
+                                               "time; correct the offset with GET /v1/time")
+
+
+async def _authenticate(request: Request, enrolled: bool) -> None:
+    settings: ServerSettings = request.app.state.settings
+    storage: Storage = request.app.state.storage
+    raw = await _read_body(request, settings.max_body_bytes if enrolled else ENROLL_MAX_BODY)
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    signed, signature = p.parse_signed_headers(request.method, target, request.headers, raw)
+    if enrolled:
+        device = await run_in_threadpool(storage.device, signed.device_id)
+        if device is None:
+            raise ProtocolError(401, "unknown-device", "this device is not enrolled")
+        if device.revoked_ms is not None:
+            raise ProtocolError(403, "device-revoked", "this device was revoked by the operator")
+        p.verify(device.public_key, signed, signature)
+        _check_clock(signed.timestamp_ms, settings.clock_window_ms)
+        if not await run_in_threadpool(storage.remember_nonce, device.device_id, signed.nonce, settings.clock_window_ms):
+            raise ProtocolError(401, "replay", "this request was already received")
+        request.state.device = device
+    else:
+        _check_clock(signed.timestamp_ms, settings.clock_window_ms)
+        request.state.signed = (signed, signature)
+    if request.headers.get("content-encoding", "").strip().lower() != "gzip":
+        raise ProtocolError(415, "gzip-required", "request bodies must be sent with Content-Encoding: gzip")
+    request._body = p.gunzip_limited(raw, settings.max_json_bytes if enrolled else ENROLL_MAX_JSON)
+
+
+class _SignedRoute(APIRoute):
+    enrolled = True
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        enrolled = self.enrolled
+
+        async def signed_handler(request: Request) -> Response:
+            try:
+                await _authenticate(request, enrolled)
+            except ProtocolError as exc:
+                return error_response(exc.status, exc.reason, exc.message)
+            return await handler(request)
+
+        return signed_handler
+
+
+class DeviceRoute(_SignedRoute):
+    """Signed by an enrolled, unrevoked device's key."""
+
+
+class EnrollRoute(_SignedRoute):
+    """Signed by the key being enrolled (proof of possession); the one-time token authorises it."""
+
+    enrolled = False
+
+
+def signature_headers(
+    x_kiosk_device: str = Header(alias=p.H_DEVICE, description="device id"),
+    x_kiosk_timestamp: str = Header(alias=p.H_TIMESTAMP, description="ms since the epoch, server-corrected"),
+    x_kiosk_nonce: str = Header(alias=p.H_NONCE, description="16 to 64 hex digits, never reused"),
+    x_kiosk_content_sha256: str = Header(alias=p.H_DIGEST, description="SHA-256 (hex) of the gzip body as sent"),
+    x_kiosk_signature: str = Header(alias=p.H_SIGNATURE, description="Ed25519 over the canonical request, base64"),
+    content_encoding: str = Header(alias="Content-Encoding", description="must be gzip"),
+) -> None:
+    """Documents the signed headers; the route class has already verified them."""
+
+
+def _device(request: Request) -> Device:
+    return request.state.device
+
+
+bearer = HTTPBearer(auto_error=False, description="operator token from `kiosk upstream token --operator`")
+
+
+def operator(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    if credentials is None:
+        raise ProtocolError(401, "operator-token-required", "send Authorization: Bearer <operator token>")
+    if not request.app.state.storage.operator_token_valid(credentials.credentials):
+        raise ProtocolError(403, "bad-operator-token", "operator token is not valid")
+
+
+# ---- the app ------------------------------------------------------------------------------------
+DESCRIPTION = """Reference upstream for venue check-in kiosks.
+
+Every device request is signed with the device's Ed25519 key over the canonical text
+`KIOSK-SYNC-V1\\nMETHOD\\nPATH[?QUERY]\\nTIMESTAMP_MS\\nNONCE\\nDEVICE_ID\\nSHA256_HEX(body as sent)`
+(headers X-Kiosk-Device, X-Kiosk-Timestamp, X-Kiosk-Nonce, X-Kiosk-Content-SHA256, X-Kiosk-Signature),
+and its JSON body is sent gzip-compressed (Content-Encoding: gzip). Timestamps must be within five
+minutes of server time (GET /v1/time gives it); a nonce is accepted once. Check-ins are identified by
+the UUID made at scan time: a repeat is answered `duplicate` and never stored twice.
+Every error body is `{"reason", "message", "server_time_ms"}` with a machine-readable reason.
+"""
+
+
+def create_app(storage: Storage | None, settings: ServerSettings = ServerSettings()) -> FastAPI:
+    app = FastAPI(title="Kiosk upstream", version=__version__, description=DESCRIPTION,
+                  docs_url=None, redoc_url=None)
+    app.state.storage = storage
+    app.state.settings = settings
+    _install_error_handlers(app)
+
+    public = APIRouter(prefix=p.API, tags=["device"])
+
+    @public.get("/time", response_model=TimeReply, summary="Server time, for the device's clock offset")
+    def server_time() -> TimeReply:
+        return TimeReply(utc_ms=now_ms())
+
+    enroll_router = APIRouter(prefix=p.API, tags=["device"], route_class=EnrollRoute,
+                              dependencies=[Depends(signature_headers)], responses=ERRORS)
+
+    @enroll_router.post("/enroll", response_model=EnrollReply,
+                        summary="Register the device's public key with a one-time enrollment token")
+    def enroll(body: EnrollRequest, request: Request) -> EnrollReply:
+        signed, signature = request.state.signed
+        try:
+            public_key = base64.b64decode(body.public_key, validate=True)
+        except ValueError:
+            raise ProtocolError(422, "invalid-field", "public_key is not base64") from None
+        if len(public_key) != 32:
+            raise ProtocolError(422, "invalid-field", "public_key must be 32 bytes")
+        if signed.device_id != body.device_id:
+            raise ProtocolError(401, "bad-signature", f"{p.H_DEVICE} differs from the body's device_id")
+        p.verify(public_key, signed, signature)
+        enrolled = request.app.state.storage.enroll(body.token, body.device_id, body.venue_id, public_key,
+                                                    body.software_version)
+        log.info("device %s enrolled at venue %s", body.device_id, body.venue_id)
+        return EnrollReply(device_id=body.device_id, venue_id=body.venue_id, enrolled_ms=enrolled,
+                           server_time_ms=now_ms())
+
+    device = APIRouter(prefix=p.API, tags=["device"], route_class=DeviceRoute,
+                       dependencies=[Depends(signature_headers)], responses=ERRORS)
+
+    @device.post("/checkins", response_model=BatchReply, summary="Upload a batch of check-ins (idempotent per UUID)")
+    def upload(body: CheckinBatch, request: Request) -> JSONResponse:
+        items = []
+        for item in body.checkins:
+            row = dict(item)
+            row["clock_synced"] = int(row["clock_synced"])
+            if row["sealed_subject"] is not None:
+                try:
+                    row["sealed_subject"] = base64.b64decode(row["sealed_subject"], validate=True)
+                except ValueError:
+                    raise ProtocolError(422, "invalid-field", f"check-in {item.id}: sealed_subject is not base64") from None
+            items.append(row)
+        results = request.app.state.storage.store_checkins(_device(request), items)
+        counts = {s: sum(1 for r in results if r["status"] == s) for s in ("stored", "duplicate", "rejected")}
+        # Built here rather than through BatchReply: validating a reply we just made costs more than storing.
+        return JSONResponse({"results": results, "stored": counts["stored"], "duplicates": counts["duplicate"],
+                             "rejected": counts["rejected"], "server_time_ms": now_ms()})
+
+    @device.post("/heartbeat", response_model=Ack, summary="Device health: queue, clock, components")
+    def heartbeat(body: Heartbeat, request: Request) -> Ack:
+        request.app.state.storage.record_heartbeat(_device(request), body.model_dump())
+        return Ack(ok=True, server_time_ms=now_ms())
+
+    @device.post("/beacon-key", response_model=BeaconKeyReply,
+                 summary="Register the venue beacon's Bluezone base key, for exposure notices")
+    def beacon_key(body: BeaconKey, request: Request) -> BeaconKeyReply:
+        new = request.app.state.storage.register_beacon_key(_device(request), body.base_key, body.key_day.isoformat())
+        return BeaconKeyReply(registered=new, server_time_ms=now_ms())
+
+    admin = APIRouter(prefix=f"{p.API}/admin", tags=["operator"], dependencies=[Depends(operator)],
+                      responses={c: {"model": Error} for c in (401, 403, 422, 503)})
+
+    @admin.get("/stats", response_model=Stats, summary="Total and distinct check-ins")
+    def stats(request: Request) -> Stats:
+        return Stats(**request.app.state.storage.stats())
+
+    @admin.get("/fleet", response_model=Fleet, summary="Last heartbeat per device; devices silent too long")
+    def fleet(request: Request, silent_after_s: int | None = Query(None, ge=1, le=30 * 86400)) -> Fleet:
+        after = silent_after_s or request.app.state.settings.silent_after_s
+        return Fleet(server_time_ms=now_ms(), silent_after_s=after, devices=request.app.state.storage.fleet(after))
+
+    @admin.get("/trace", response_model=Trace, summary="Check-ins at a venue with scan time in [start_ms, end_ms]")
+    def trace(request: Request, venue_id: str = Query(pattern=r"^[A-Za-z0-9._-]{1,64}$"),
+              start_ms: int = Query(ge=0, le=2**53), end_ms: int = Query(ge=0, le=2**53)) -> Trace:
+        rows = request.app.state.storage.trace(venue_id, start_ms, end_ms)
+        for r in rows:
+            if r["sealed_subject"] is not None:
+                r["sealed_subject"] = base64.b64encode(r["sealed_subject"]).decode("ascii")
+        return Trace(venue_id=venue_id, start_ms=start_ms, end_ms=end_ms, checkins=rows)
+
+    @admin.get("/exposure", response_model=Exposure,
+               summary="Bluezone F0 entries for a venue exposure window, from its registered beacon keys")
+    def exposure(request: Request, venue_id: str = Query(pattern=r"^[A-Za-z0-9._-]{1,64}$"),
+                 start_ms: int = Query(ge=0, le=2**53), end_ms: int = Query(ge=0, le=2**53)) -> Exposure:
+        if end_ms < start_ms:
+            raise ProtocolError(422, "invalid-field", "end_ms is before start_ms")
+        keys = request.app.state.storage.beacon_keys(venue_id)
+        return Exposure(venue_id=venue_id, start_ms=start_ms, end_ms=end_ms,
+                        devices=sorted({k["device_id"] for k in keys}), f0=exposure_entries(keys, start_ms, end_ms))
+
+    for router in (public, enroll_router, device, admin):
+        app.include_router(router)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ProtocolError)
+    async def protocol_error(request: Request, exc: ProtocolError) -> JSONResponse:
+        return error_response(exc.status, exc.reason, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(400, "malformed-json", "body is not valid JSON")
+        # Never echo the input back: it could be a visitor's data in a misbehaving client's request.
+        fields = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in errors[:20]]
+        return error_response(422, "invalid-field", "request does not match the schema", fields=fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        reason = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
+        return error_response(exc.status_code, reason, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    async def storage_down(request: Request, exc: Exception) -> JSONResponse:
+        log.error("storage unavailable: %s", exc)
+        return error_response(503, "storage-unavailable", "storage is unavailable; retry later",
+                              headers={"Retry-After": "5"})
+
+    app.add_exception_handler(sqlite3.OperationalError, storage_down)
+    try:
+        import psycopg
+
+        app.add_exception_handler(psycopg.OperationalError, storage_down)
+    except ImportError:
+        pass
+
+
+# ---- serving ------------------------------------------------------------------------------------
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--listen {listen!r} must be HOST:PORT (port 0 = any free port)")
+    return host.strip("[]"), int(port)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind before uvicorn starts, so port 0 works and the real port can be announced."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(256)
+    sock.set_inheritable(True)
+    return sock
+
+
+def make_server(app: FastAPI, tls_cert: str | None = None, tls_key: str | None = None,
+                log_level: str = "warning") -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_keep_alive=30,
+                            ssl_certfile=tls_cert, ssl_keyfile=tls_key, server_header=False)
+    return uvicorn.Server(config)
