@@ -153,7 +153,9 @@ def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], nee
     detail = (sync or {}).get("detail", {})
     last_ok = detail.get("last_success_ms") or detail.get("last_ok_ms")
     f["sync"]["last_ok_age_s"] = _age(now_ms, last_ok)
-    if sync is not None and sync["state"] not in SYNC_OK:
+    if sync is not None and sync["state"] == "not-enrolled":
+        need.append("sync: not enrolled with an upstream yet (provision this kiosk)")
+    elif sync is not None and sync["state"] not in SYNC_OK:
         error = sync["detail"].get("last_error") or sync["detail"].get("error") or ""
         need.append(f"sync {sync['state']}: {error}".rstrip(": "))
     elif unsent and (last_ok is None or now_ms - last_ok > SYNC_SILENT_S * 1000) and oldest is not None \

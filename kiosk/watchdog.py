@@ -140,3 +140,16 @@ class LoopWatch:
         self.notifier.stopping(status)
 
 
+
+
+async def heartbeat_while(watch: LoopWatch, ready: Callable[[], bool], done: Callable[[], bool], status: str) -> None:
+    """Beat from inside an asyncio event loop (the upstream server): each ping proves the loop still
+    turns; a handler that blocks the loop stops them. READY waits until ``ready()`` (listening);
+    STOPPING goes out as soon as ``done()`` (shutdown begins)."""
+    import asyncio
+
+    while not done():
+        if ready():
+            watch.beat(status)
+        await asyncio.sleep(min(0.25, watch.interval or 0.25))
+    watch.stopping()

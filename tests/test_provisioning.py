@@ -265,3 +265,50 @@ def test_the_screen_confirmation_provisions_a_new_kiosk(blank_config_file, state
     finally:
         pipeline.close()
         pygame.display.quit()
+
+
+def test_scan_enroll_upload_against_a_real_upstream(tmp_path, state_dir, authority_keys):
+    """The whole step a venue manager takes: the code (with a real one-time token) is scanned, the
+    kiosk enrolls with a real upstream, and a visitor scanned next is uploaded by `kiosk sync`."""
+    from upstream_helpers import start_upstream, token, upstream_ids
+
+    upstream = start_upstream(str(tmp_path / "upstream.db"))
+    try:
+        config_file = tmp_path / "kiosk.toml"
+        config_file.write_text(f"""
+[device]
+id = "gate-kiosk"
+state_dir = "{state_dir}"
+[clock]
+assume_synced = true
+[privacy]
+authority_public_key = "{base64.b64encode(authority_keys[1]).decode()}"
+[provisioning]
+authority_key = "{base64.b64encode(AUTHORITY[1]).decode()}"
+[sync]
+wake_check_s = 0.05
+[[formats.personal]]
+name = "demo-health-qr"
+pattern = 'DEMO-HQR-[0-9A-F]{{12}}'
+""", encoding="utf-8")
+        pipeline = Pipeline(load_config(config_file))
+        flow = ProvisioningFlow(pipeline, auto=True)  # the real enrollment (sync.enroll.provision)
+        pipeline.sinks.append(flow)
+        pipeline.handle_payload(code_for("VENUE-9", token=token(upstream.db, "VENUE-9"), upstream=upstream.url).encode())
+        flow.thread.join(30)
+        checkin = pipeline.handle_payload(b"DEMO-HQR-0000000000D4")
+        assert checkin.event == "accepted"
+        assert Store.open(state_dir).statuses()["provisioning"]["state"] == "enrolled"
+        pipeline.close()
+        sent = run_kiosk("--config", str(config_file), "sync", "--once")
+        assert sent.returncode == 0, sent.stderr
+        assert upstream_ids(upstream.db) == [checkin.checkin_id]
+        # A token issued for another venue is refused by the upstream: reported, not retried.
+        again = ProvisioningFlow(Pipeline(load_config(config_file)), auto=False)
+        assert again.confirm(_provisioning_outcome(again.pipeline, code_for(
+            "VENUE-9", "exit", token=token(upstream.db, "OTHER"), upstream=upstream.url)).credential) is None
+        again.thread.join(30)
+        assert Store.open(state_dir).statuses()["provisioning"]["state"] == "refused"
+        again.pipeline.close()
+    finally:
+        upstream.stop()

@@ -96,11 +96,19 @@ def test_only_the_scanner_sees_devices_and_only_the_beacon_has_capabilities():
     assert "AF_BLUETOOTH" in beacon["RestrictAddressFamilies"]
 
 
-@pytest.mark.parametrize("unit", ["kiosk-scanner.service", "kiosk-beacon.service"])
+@pytest.mark.parametrize("unit", SERVICES)
 def test_each_unit_runs_a_real_kiosk_command(unit):
     """ExecStart= names a subcommand the installed `kiosk` really has (with the unit's defaults)."""
     from kiosk.cli import build_parser
 
-    args = settings(unit)["ExecStart"].split()[1:]
+    s = settings(unit)
+    environment = [line.split("=", 1)[1] for line in (UNIT_DIR / unit).read_text().splitlines()
+                   if line.startswith("Environment=")]
+    defaults = dict(item.split("=", 1) for line in environment for item in line.split())
+    command = s["ExecStart"].replace("$KIOSK_UPSTREAM_ARGS", "")
+    for name, value in defaults.items():
+        command = command.replace("${%s}" % name, value)
+    args = command.split()[1:]
+    assert not [a for a in args if "$" in a], args
     parsed = build_parser().parse_args(args)
     assert callable(parsed.func)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -295,3 +296,60 @@ def test_pings_stop_when_another_loop_of_the_process_freezes(fast_config, tmp_pa
     assert len([t for t in pings if t < frozen_at]) >= 5
     assert not [t for t in pings if t > frozen_at + 1.5], "pings went on with the screen frozen"
     assert any(s == "screen stalled" for s in listener.statuses())
+
+
+def _under_notify(args: list[str], address: str, seconds: float) -> subprocess.CompletedProcess:
+    """Run `kiosk ARGS` with a notify socket for a while, then stop it as systemd does (SIGTERM)."""
+    proc = subprocess.Popen([sys.executable, "-m", "kiosk", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=kiosk_env(NOTIFY_SOCKET=address, WATCHDOG_USEC="1000000"))
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def test_kiosk_sync_sends_ready_and_pings_while_uploading(tmp_path):
+    from upstream_helpers import provision, start_upstream, write_device_config
+
+    upstream = start_upstream(str(tmp_path / "upstream.db"))
+    try:
+        config = write_device_config(tmp_path / "kiosk.toml", tmp_path / "state", wake_check_s=0.05)
+        provision(config, upstream)
+        listener = NotifySocket(str(tmp_path / "notify"))
+        try:
+            result = _under_notify(["--config", str(config), "sync"], listener.address, 4)
+        finally:
+            listener.close()
+    finally:
+        upstream.stop()
+    assert result.returncode == 0, result.stderr
+    assert len(listener.times_of("READY=1")) == 1 and len(listener.times_of("WATCHDOG=1")) >= 3
+    assert any(s.startswith("online; ") for s in listener.statuses()), listener.statuses()
+    assert listener.times_of("STOPPING=1")
+
+
+def test_kiosk_sync_waiting_for_provisioning_is_healthy(tmp_path, config_file):
+    listener = NotifySocket(str(tmp_path / "notify"))
+    try:
+        result = _under_notify(["--config", str(config_file), "sync"], listener.address, 3)
+    finally:
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    assert listener.times_of("READY=1") and len(listener.times_of("WATCHDOG=1")) >= 2
+    assert "not enrolled: waiting for provisioning" in listener.statuses()
+
+
+def test_kiosk_upstream_serve_is_ready_once_listening_and_pings(tmp_path):
+    listener = NotifySocket(str(tmp_path / "notify"))
+    try:
+        result = _under_notify(["upstream", "serve", "--db", str(tmp_path / "up.db"), "--listen", "127.0.0.1:0"],
+                               listener.address, 4)
+    finally:
+        listener.close()
+    # uvicorn shuts down gracefully, then re-raises SIGTERM: systemd counts that as a clean stop.
+    assert result.returncode in (0, -signal.SIGTERM), result.stderr
+    assert "listening on http://127.0.0.1:" in result.stdout
+    assert len(listener.times_of("READY=1")) == 1 and len(listener.times_of("WATCHDOG=1")) >= 3
+    assert any(s.startswith("serving http://127.0.0.1:") for s in listener.statuses())
+    assert listener.times_of("STOPPING=1")
