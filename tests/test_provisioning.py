@@ -1,314 +1,128 @@
-"""Provisioning in one step: a signed code in front of the camera puts a new kiosk in service."""
+"""Provisioning QR codes: made by the authority's tool, accepted only from the configured key, fresh."""
 
 from __future__ import annotations
 
 import base64
 import json
-import secrets
-import stat
-import threading
 import time
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from conftest import run_kiosk
-from kiosk.config import load_config
-from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
-from kiosk.events import PROVISIONING
-from kiosk.pipeline import Pipeline
-from kiosk.provisioning import PENDING_FILE, ProvisioningFlow, apply_provisioning, load_pending
-from kiosk.status import gather
-from kiosk.store import Store
-from scanner.render import render_code, scene
+from kiosk.credentials.base import FormatContext
+from kiosk.credentials.provisioning import (ProvisioningCode, ProvisioningError, ProvisioningFormat, make_code,
+                                            new_signing_keypair)
 
-AUTHORITY = new_signing_keypair()
+NOW_S = 1_800_000_000
+CTX = FormatContext(now_utc_ms=NOW_S * 1000)
+SIGNING, VERIFY = new_signing_keypair()
 
 
-class Unreachable(Exception):
-    reason = "unreachable"
+def code(**changes) -> ProvisioningCode:
+    fields = dict(venue_id="CHO-BEN-THANH", venue_name="Chợ Bến Thành – cổng 2", direction="exit",
+                  upstream_url="https://upstream.example.vn/api", enrollment_token="tok_0123456789abcdefXYZ",
+                  issued_at=NOW_S - 3600)
+    fields.update(changes)
+    return ProvisioningCode(**fields)
 
 
-class Refused(Exception):
-    reason = "token-used"
+def verify(text: str, key: bytes | None = VERIFY, max_age: float = 259200):
+    fmt = ProvisioningFormat(key, max_age)
+    assert fmt.detect(text.encode())
+    return fmt.parse(text.encode(), CTX)
 
 
-def code_for(venue: str, direction: str = "entry", name: str = "Chợ Lớn", token: str | None = None,
-             upstream: str = "http://127.0.0.1:9") -> str:
-    return make_code(AUTHORITY[0], ProvisioningCode(venue, name, direction, upstream,
-                                                   token or secrets.token_urlsafe(24), int(time.time())))
+def test_signed_code_carries_everything_and_keeps_the_token_out_of_facts():
+    cred = verify(make_code(SIGNING, code()))
+    assert (cred.kind, cred.verdict, cred.reason) == ("provisioning", "accepted", "ok")
+    assert cred.content == code()
+    assert cred.facts == {"venue_id": "CHO-BEN-THANH", "venue_name": "Chợ Bến Thành – cổng 2", "direction": "exit",
+                          "upstream_url": "https://upstream.example.vn/api", "issued_at": NOW_S - 3600}
+    assert "tok_" not in repr(cred) and "tok_" not in json.dumps(cred.facts)
+    assert cred.subject == ""  # not a visitor
 
 
-@pytest.fixture
-def blank_config_file(tmp_path, state_dir, authority_keys):
-    """A freshly installed kiosk: no venue yet, the authority's provisioning key configured."""
-    path = tmp_path / "kiosk.toml"
-    path.write_text(f"""
-[device]
-id = "new-kiosk"
-state_dir = "{state_dir}"
-[camera]
-backend = "replay"
-replay_path = "{tmp_path / 'frames'}"
-replay_loop = false
-fps = 30
-[clock]
-assume_synced = true
-[privacy]
-authority_public_key = "{base64.b64encode(authority_keys[1]).decode()}"
-[provisioning]
-authority_key = "{base64.b64encode(AUTHORITY[1]).decode()}"
-[[formats.personal]]
-name = "demo-health-qr"
-pattern = 'DEMO-HQR-[0-9A-F]{{12}}'
-""", encoding="utf-8")
-    return path
+def test_other_signer_tampering_and_missing_key_are_refused():
+    other, _ = new_signing_keypair()
+    assert verify(make_code(other, code())).reason == "untrusted-signer"
+    good = make_code(SIGNING, code())
+    body, sig = good.split(".")
+    forged_body = base64.urlsafe_b64encode(
+        base64.urlsafe_b64decode(body[len("KIOSK-PROV1:"):] + "==").replace(b"CHO-BEN-THANH", b"CHO-BEN-THANX")).rstrip(b"=")
+    assert verify("KIOSK-PROV1:" + forged_body.decode() + "." + sig).reason == "untrusted-signer"
+    refused = verify(good, key=None)
+    assert refused.reason == "untrusted-signer" and refused.facts == {"authority_key_configured": False}
 
 
-def film(folder: Path, payloads: list[str]) -> None:
-    folder.mkdir(exist_ok=True)
-    n = 0
-    for payload in payloads:
-        code = render_code(payload.encode(), module_px=3)
-        for frame in [scene(640, 480, code, seed=n)] * 3 + [scene(640, 480, None, seed=n)] * 8:
-            Image.fromarray(frame).save(folder / f"{n:04d}.png")
-            n += 1
+def test_stale_and_future_codes_are_refused():
+    assert verify(make_code(SIGNING, code(issued_at=NOW_S - 259201))).reason == "expired"
+    assert verify(make_code(SIGNING, code(issued_at=NOW_S - 100)), max_age=60).reason == "expired"
+    assert verify(make_code(SIGNING, code(issued_at=NOW_S + 3600))).reason == "not-yet-valid"
+    assert verify(make_code(SIGNING, code(issued_at=NOW_S + 60))).accepted  # a little clock skew is fine
 
 
-def test_a_new_kiosk_is_provisioned_by_scanning_a_signed_code(blank_config_file, tmp_path, state_dir):
-    visitor = "DEMO-HQR-0000000000A1"
-    film(tmp_path / "frames", [visitor, code_for("CHO-LON-7", "exit"), "DEMO-HQR-0000000000A2"])
-    events = tmp_path / "events.jsonl"
-    run = run_kiosk("--config", str(blank_config_file), "run", "--headless", "--events", str(events))
-    assert run.returncode == 0, run.stderr
-    outcomes = [json.loads(line) for line in events.read_text().splitlines()]
-    assert [o["event"] for o in outcomes] == ["error", PROVISIONING, "accepted"], outcomes
-    assert outcomes[0]["reason"] == "not-provisioned"  # before: the provisioning screen, no check-in
-    assert "provisioned: venue CHO-LON-7 (exit)" in run.stderr
-
-    # The settings live in the state directory (the root file system may be read-only) ...
-    config = load_config(blank_config_file)
-    assert (config.device.venue_id, config.device.venue_name, config.device.direction) == ("CHO-LON-7", "Chợ Lớn", "exit")
-    # ... and the visitor right after was checked in at the new venue, in the same run.
-    store = Store.open(state_dir)
-    rows = list(store.db["checkins"].rows)
-    assert [(r["venue_id"], r["direction"]) for r in rows] == [("CHO-LON-7", "exit")]
-    store.close()
-    status = run_kiosk("--config", str(blank_config_file), "status", "--json")
-    report = json.loads(status.stdout)
-    assert report["device"]["venue_id"] == "CHO-LON-7"
-    assert not any("not provisioned" in a for a in report["attention"])
+@pytest.mark.parametrize("changes, field", [
+    ({"venue_id": "bad id"}, "venue_id"),
+    ({"venue_name": ""}, "venue_name"),
+    ({"venue_name": "x\x1b[31m"}, "venue_name"),
+    ({"direction": "sideways"}, "direction"),
+    ({"upstream_url": "http://upstream.example.vn"}, "upstream_url"),   # plain http only on loopback
+    ({"upstream_url": "https://user:pw@upstream.example.vn"}, "upstream_url"),
+    ({"upstream_url": "ftp://x"}, "upstream_url"),
+    ({"enrollment_token": "short"}, "enrollment_token"),
+    ({"issued_at": -5}, "issued_at"),
+])
+def test_the_authority_tool_refuses_to_sign_bad_fields(changes, field):
+    with pytest.raises(ProvisioningError, match=field):
+        make_code(SIGNING, code(**changes))
 
 
-def _provisioning_outcome(pipeline: Pipeline, payload: str):
-    outcome = pipeline.handle_payload(payload.encode(), source="camera")
-    assert outcome.event == PROVISIONING, outcome
-    return outcome
+def test_loopback_upstream_is_allowed_for_development():
+    assert verify(make_code(SIGNING, code(upstream_url="http://127.0.0.1:8443"))).accepted
 
 
-def _blank_pipeline(blank_config_file) -> Pipeline:
-    return Pipeline(load_config(blank_config_file))
+def test_signed_but_malformed_body_is_refused():
+    """Even a correctly signed body must be exactly the v1 fields (a future format is not guessed at)."""
+    from nacl.signing import SigningKey
+
+    def signed(body: bytes) -> str:
+        message = b"KIOSK-PROV1:" + base64.urlsafe_b64encode(body).rstrip(b"=")
+        return (message + b"." + base64.urlsafe_b64encode(SigningKey(SIGNING).sign(message).signature).rstrip(b"=")).decode()
+
+    assert verify(signed(b"\xff\xfe")).facts == {"layer": "body"}
+    assert verify(signed(b"[1,2]")).facts == {"layer": "body", "field": "fields"}
+    assert verify(signed(json.dumps({"v": 2}).encode())).reason == "malformed"
+    assert verify("KIOSK-PROV1:abc").facts == {"layer": "signature", "authority_key_configured": True}
+    assert verify("KIOSK-PROV1:a!b.c").reason == "malformed"
 
 
-def test_unreachable_upstream_postpones_enrollment_and_retries(blank_config_file, state_dir):
-    pipeline = _blank_pipeline(blank_config_file)
-    calls = []
-    reachable = threading.Event()
+def test_command_line_tools_make_keys_and_codes_the_kiosk_accepts(tmp_path):
+    keys = tmp_path / "authority"
+    made = run_kiosk("authority-keys", str(keys))
+    assert made.returncode == 0, made.stderr
+    assert oct((keys / "provisioning.key").stat().st_mode & 0o777) == "0o600"
+    assert oct((keys / "sealing.key").stat().st_mode & 0o777) == "0o600"
+    assert 'authority_public_key = "' in made.stdout and 'authority_key = "' in made.stdout
+    again = run_kiosk("authority-keys", str(keys))
+    assert again.returncode == 2 and "never overwritten" in again.stderr
 
-    def enroll(config, url, token, venue, direction=None):
-        calls.append((url, venue, direction, config.device.venue_id))
-        if not reachable.is_set():
-            raise Unreachable("connection refused")
+    png = tmp_path / "code.png"
+    result = run_kiosk("provisioning-code", "make", "--key", str(keys / "provisioning.key"), "--venue-id", "V-7",
+                       "--venue-name", "Bến xe Miền Đông", "--upstream", "https://up.example.vn",
+                       "--token", "enroll-0123456789abcdef", "--png", str(png))
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.strip()
+    assert text.startswith("KIOSK-PROV1:") and png.stat().st_size > 0
 
-    outcome = _provisioning_outcome(pipeline, code_for("BUS-STATION-2", token="T" * 24))
-    applied = apply_provisioning(pipeline.config, outcome.credential, enroll)
-    assert not applied.enrolled and applied.config.device.venue_id == "BUS-STATION-2"
-    pending = state_dir / PENDING_FILE
-    assert stat.S_IMODE(pending.stat().st_mode) == 0o600  # it holds the one-time token
-    assert load_pending(state_dir)["token"] == "T" * 24
-    assert any(a.startswith("enrollment with http://127.0.0.1:9 postponed")
-               for a in gather(applied.config, clock_synced=True).attention)
+    config = tmp_path / "k.toml"
+    config.write_text(f'[provisioning]\nauthority_key = "{keys / "provisioning.pub"}"\n')
+    inspected = run_kiosk("--config", str(config), "inspect", text)
+    assert inspected.returncode == 0, inspected.stderr
+    out = json.loads(inspected.stdout)
+    assert out["kind"] == "provisioning" and out["verdict"] == "accepted" and out["venue_id"] == "V-7"
+    assert "enroll-" not in inspected.stdout
 
-    # A restart finds the postponed enrollment and keeps trying until the upstream answers.
-    pipeline.config = applied.config
-    reachable.set()
-    import kiosk.provisioning as prov
-    prov_cap, prov.RETRY_CAP_S = prov.RETRY_CAP_S, 0.05
-    try:
-        flow = ProvisioningFlow(pipeline, enroll=enroll)
-        flow.thread.join(30)
-    finally:
-        prov.RETRY_CAP_S = prov_cap
-    assert not pending.exists()
-    assert calls[-1] == ("http://127.0.0.1:9", "BUS-STATION-2", "entry", "BUS-STATION-2")
-    assert Store.open(state_dir).statuses()["provisioning"]["state"] == "enrolled"
-    pipeline.close()
-
-
-def test_a_refused_token_is_reported_not_retried(blank_config_file, state_dir):
-    pipeline = _blank_pipeline(blank_config_file)
-
-    def enroll(*args, **kw):
-        raise Refused("token-used: this token was used already")
-
-    outcome = _provisioning_outcome(pipeline, code_for("MARKET-3"))
-    applied = apply_provisioning(pipeline.config, outcome.credential, enroll)
-    assert not applied.enrolled and not (state_dir / PENDING_FILE).exists()
-    attention = gather(applied.config, clock_synced=True).attention
-    assert any("enrollment refused by http://127.0.0.1:9: token-used" in a for a in attention)
-    pipeline.close()
-
-
-def test_a_kiosk_in_service_moves_only_when_the_code_is_shown_twice(config, state_dir):
-    now = [1000.0]
-    enrolled = []
-    pipeline = Pipeline(config.replace(provisioning={"authority_key": base64.b64encode(AUTHORITY[1]).decode()}))
-    flow = ProvisioningFlow(pipeline, enroll=lambda *a, **k: enrolled.append(a[3]), monotonic=lambda: now[0])
-    other = code_for("OTHER-VENUE")
-    flow(_provisioning_outcome(pipeline, other))
-    assert pipeline.config.device.venue_id == "VENUE-1" and flow.thread is None
-    assert Store.open(state_dir).statuses()["provisioning"]["state"] == "confirm"
-
-    now[0] += 120  # too late: the second showing only asks again
-    flow(_provisioning_outcome(pipeline, other))
-    assert pipeline.config.device.venue_id == "VENUE-1"
-    now[0] += 10
-    flow(_provisioning_outcome(pipeline, other))
-    flow.thread.join(10)
-    assert pipeline.config.device.venue_id == "OTHER-VENUE" and enrolled == ["OTHER-VENUE"]
-    assert load_config(state_dir.parent / "kiosk.toml").device.venue_id == "OTHER-VENUE"
-    pipeline.close()
-
-
-def test_forged_and_expired_codes_change_nothing(blank_config_file, state_dir):
-    pipeline = _blank_pipeline(blank_config_file)
-    forged = make_code(new_signing_keypair()[0], ProvisioningCode("EVIL", "Evil", "entry", "https://evil.example",
-                                                                 "x" * 24, int(time.time())))
-    old = make_code(AUTHORITY[0], ProvisioningCode("OLD", "Old", "entry", "https://u.example", "y" * 24,
-                                                   int(time.time()) - 400 * 86400))
-    flow = ProvisioningFlow(pipeline, enroll=lambda *a, **k: None)
-    pipeline.sinks.append(flow)
-    for payload in (forged, old):
-        outcome = pipeline.handle_payload(payload.encode())
-        assert outcome.event == "rejected"
-    assert flow.thread is None and pipeline.config.device.venue_id == ""
-    assert not (state_dir / "settings.toml").exists()
-    with pytest.raises(ValueError):
-        apply_provisioning(pipeline.config, pipeline.handle_payload(forged.encode()).credential)
-    # The screen's confirmation hook says why, and changes nothing either.
-    assert flow.confirm(pipeline.handle_payload(forged.encode()).credential) == "not a verified provisioning code"
-    assert pipeline.config.device.venue_id == ""
-    pipeline.close()
-
-
-def test_the_screen_hook_applies_at_once_and_enrolls_in_the_background(blank_config_file, state_dir):
-    pipeline = _blank_pipeline(blank_config_file)
-    release, enrolled = threading.Event(), []
-
-    def slow_enroll(config, url, token, venue, direction=None):
-        release.wait(10)  # a slow upstream must not hold the screen or the scanner
-        enrolled.append(venue)
-
-    flow = ProvisioningFlow(pipeline, enroll=slow_enroll, auto=False)
-    outcome = _provisioning_outcome(pipeline, code_for("GATE-4", "exit"))
-    flow(outcome)  # auto=False: the sink leaves it to the screen
-    assert pipeline.config.device.venue_id == ""
-    assert flow.confirm(outcome.credential) is None
-    assert (pipeline.config.device.venue_id, pipeline.config.device.direction) == ("GATE-4", "exit")
-    assert pipeline.handle_payload(b"DEMO-HQR-0000000000B7").event == "accepted"
-    assert enrolled == []
-    release.set()
-    flow.thread.join(10)
-    assert enrolled == ["GATE-4"]
-    pipeline.close()
-
-
-def test_hostile_venue_names_round_trip_and_a_torn_pending_file_is_ignored(blank_config_file, state_dir):
-    pipeline = _blank_pipeline(blank_config_file)
-    name = 'Chợ "Lớn" \\ [device] = x'
-    outcome = _provisioning_outcome(pipeline, code_for("CHO-LON-8", name=name))
-    applied = apply_provisioning(pipeline.config, outcome.credential, lambda *a, **k: None)
-    assert applied.enrolled
-    assert load_config(blank_config_file).device.venue_name == name
-    (state_dir / PENDING_FILE).write_text('{"upstream_url": "http://127.0.0.1:9", "tok')  # power cut mid-write
-    assert load_pending(state_dir) is None
-    flow = ProvisioningFlow(pipeline, enroll=lambda *a, **k: None)
-    assert flow.thread is None
-    pipeline.close()
-
-
-def test_the_screen_confirmation_provisions_a_new_kiosk(blank_config_file, state_dir):
-    """Pipeline, screen and provisioning together: scan, the screen asks, a person confirms (Enter)."""
-    import pygame
-
-    from kiosk.screen.app import ScreenApp
-
-    pygame.display.init()
-    pipeline = _blank_pipeline(blank_config_file)
-    try:
-        enrolled = []
-        flow = ProvisioningFlow(pipeline, enroll=lambda config, url, token, venue, direction=None: enrolled.append(venue),
-                                auto=False)
-        app = ScreenApp(pygame.Surface((800, 480)), pipeline.config, now=lambda: 100.0, on_provisioning=flow.confirm)
-        pipeline.sinks += [flow, app.post_outcome]
-        pipeline.handle_payload(code_for("GATE-9", "exit", name="Bến xe Miền Tây").encode())
-        app.step([])
-        assert pipeline.config.device.venue_id == ""  # the screen asks first
-        app.step([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_RETURN, unicode="\r")])
-        assert app.result.title == "provisioning.applied"
-        assert (pipeline.config.device.venue_id, pipeline.config.device.direction) == ("GATE-9", "exit")
-        flow.thread.join(10)
-        assert enrolled == ["GATE-9"]
-        assert load_config(blank_config_file).device.venue_name == "Bến xe Miền Tây"
-        assert pipeline.handle_payload(b"DEMO-HQR-0000000000C3").event == "accepted"
-    finally:
-        pipeline.close()
-        pygame.display.quit()
-
-
-def test_scan_enroll_upload_against_a_real_upstream(tmp_path, state_dir, authority_keys):
-    """The whole step a venue manager takes: the code (with a real one-time token) is scanned, the
-    kiosk enrolls with a real upstream, and a visitor scanned next is uploaded by `kiosk sync`."""
-    from upstream_helpers import start_upstream, token, upstream_ids
-
-    upstream = start_upstream(str(tmp_path / "upstream.db"))
-    try:
-        config_file = tmp_path / "kiosk.toml"
-        config_file.write_text(f"""
-[device]
-id = "gate-kiosk"
-state_dir = "{state_dir}"
-[clock]
-assume_synced = true
-[privacy]
-authority_public_key = "{base64.b64encode(authority_keys[1]).decode()}"
-[provisioning]
-authority_key = "{base64.b64encode(AUTHORITY[1]).decode()}"
-[sync]
-wake_check_s = 0.05
-[[formats.personal]]
-name = "demo-health-qr"
-pattern = 'DEMO-HQR-[0-9A-F]{{12}}'
-""", encoding="utf-8")
-        pipeline = Pipeline(load_config(config_file))
-        flow = ProvisioningFlow(pipeline, auto=True)  # the real enrollment (sync.enroll.provision)
-        pipeline.sinks.append(flow)
-        pipeline.handle_payload(code_for("VENUE-9", token=token(upstream.db, "VENUE-9"), upstream=upstream.url).encode())
-        flow.thread.join(30)
-        checkin = pipeline.handle_payload(b"DEMO-HQR-0000000000D4")
-        assert checkin.event == "accepted"
-        assert Store.open(state_dir).statuses()["provisioning"]["state"] == "enrolled"
-        pipeline.close()
-        sent = run_kiosk("--config", str(config_file), "sync", "--once")
-        assert sent.returncode == 0, sent.stderr
-        assert upstream_ids(upstream.db) == [checkin.checkin_id]
-        # A token issued for another venue is refused by the upstream: reported, not retried.
-        again = ProvisioningFlow(Pipeline(load_config(config_file)), auto=False)
-        assert again.confirm(_provisioning_outcome(again.pipeline, code_for(
-            "VENUE-9", "exit", token=token(upstream.db, "OTHER"), upstream=upstream.url)).credential) is None
-        again.thread.join(30)
-        assert Store.open(state_dir).statuses()["provisioning"]["state"] == "refused"
-        again.pipeline.close()
-    finally:
-        upstream.stop()
+    bad = run_kiosk("provisioning-code", "make", "--key", str(keys / "provisioning.key"), "--venue-id", "V 7",
+                    "--venue-name", "x", "--upstream", "https://up", "--token", "enroll-0123456789abcdef")
+    assert bad.returncode == 2 and "venue_id" in bad.stderr
+    assert time.time() - json.loads(inspected.stdout)["issued_at"] < 120
