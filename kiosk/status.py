@@ -88,6 +88,10 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
                    "venue_name": device.venue_name, "direction": device.direction}
     if not device.venue_id:
         need.append("not provisioned: scan a provisioning QR code or run `kiosk provision`")
+        if not config.provisioning.authority_key:
+            need.append("provisioning.authority_key is not set: provisioning codes are refused (see /etc/kiosk/kiosk.toml)")
+    if not config.privacy.authority_public_key:
+        need.append("privacy.authority_public_key is not set: check-ins are refused (see /etc/kiosk/kiosk.toml)")
     f["clock"] = {"synced": synced}
     if not synced:
         need.append("clock not synchronised: check-ins are marked until NTP reaches a time server")

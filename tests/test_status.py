@@ -67,6 +67,9 @@ def test_unprovisioned_device_needs_attention(tmp_path):
     result = run_kiosk("--state-dir", str(state), "status")
     assert result.returncode == EXIT_ATTENTION
     assert "ATTENTION: not provisioned" in result.stdout
+    # A fresh install without the authority's keys: both are named.
+    assert "ATTENTION: provisioning.authority_key is not set" in result.stdout
+    assert "ATTENTION: privacy.authority_public_key is not set: check-ins are refused" in result.stdout
 
 
 def _insert(store: Store, utc_ms: int, state: str = "pending", boot: str = "b") -> None:
