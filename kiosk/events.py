@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
-from kiosk.credentials import Credential
+from kiosk.credentials.base import Credential
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"

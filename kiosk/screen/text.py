@@ -12,9 +12,12 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 
-import pygame
+from typing import TYPE_CHECKING
 
-from kiosk.screen.fonts import Fonts
+if TYPE_CHECKING:  # pygame is imported where drawing happens, so `clean` is cheap to import anywhere
+    import pygame
+
+    from kiosk.screen.fonts import Fonts
 
 ELLIPSIS = "…"
 MAX_CHARS = 400  # nobody reads more on a kiosk; bounds the work spent on hostile input
@@ -156,6 +159,8 @@ def draw(surface: pygame.Surface, fonts: Fonts, text: str, box: pygame.Rect, siz
     ascender = fonts.ascender(fitted.size, bold)
     previous_clip = surface.get_clip()
     surface.set_clip(box.clip(previous_clip))
+    import pygame
+
     drawn = pygame.Rect(box.x, box.y, 0, 0)
     try:
         for number, line in enumerate(fitted.lines):
