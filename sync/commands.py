@@ -221,6 +221,13 @@ async def _serve_watched(server: Any, sock: Any, status: str) -> None:
     from kiosk.watchdog import LoopWatch, heartbeat_while
 
     watch = LoopWatch()
+    handle_exit = server.handle_exit  # uvicorn's signal handler; it re-raises the signal after shutdown
+
+    def stopping_then_exit(sig: int, frame: Any) -> None:
+        watch.stopping()  # say it now: the process may end before the event loop turns again
+        handle_exit(sig, frame)
+
+    server.handle_exit = stopping_then_exit
     beat = asyncio.create_task(heartbeat_while(watch, lambda: server.started, lambda: server.should_exit, status))
     try:
         await server.serve(sockets=[sock])
