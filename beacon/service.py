@@ -24,6 +24,7 @@ from beacon.ids import SLOT_MS, BaseKey, id_at, load_or_create_base_key, slot_of
 from beacon.nearby import NearbyCounter, Scanner, ScanError, open_scanner
 from beacon.transport import AdapterMissing, CapabilityMissing, Transport, open_transport
 from kiosk.config import BeaconConfig
+from kiosk.watchdog import LoopWatch
 
 log = logging.getLogger("beacon.service")
 
@@ -73,8 +74,9 @@ class BeaconService:
                  assume_synced: bool = False, clock: BeaconClock | None = None,
                  status: StatusSink | None = None, stop: threading.Event | None = None,
                  transport_factory: Callable[[str], Transport] | None = None,
-                 scanner: Scanner | None = None):
+                 scanner: Scanner | None = None, watch: LoopWatch | None = None):
         self.config = config
+        self.watch = watch or LoopWatch()  # READY/WATCHDOG to systemd (kiosk/watchdog.py)
         self.state_dir = state_dir
         self.spec = transport or config.transport
         self.assume_synced = assume_synced
@@ -107,9 +109,10 @@ class BeaconService:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 wait = self.step()
+                self.watch.beat(self._status_line())  # systemd's watchdog: pinged only when a step completes
                 if deadline is not None:
                     wait = min(wait, max(0.0, deadline - time.monotonic()))
-                self.stop.wait(wait)
+                self.watch.wait(self.stop, wait)
         except CapabilityMissing as exc:
             log.error("%s", exc)
             self._report(ERROR, {"error": str(exc), "transport": self.spec})
@@ -120,7 +123,17 @@ class BeaconService:
                 self.scanner.close()
             if self.last_report and self.last_report[0] != ERROR:
                 self._report(STOPPED, {"transport": self.spec})
+            self.watch.stopping()
         return 0
+
+    def _status_line(self) -> str:
+        """systemd's STATUS= (shown by `systemctl status kiosk-beacon`)."""
+        if self.last_report is None:
+            return "starting"
+        state, detail = self.last_report
+        if state == ADVERTISING:
+            return f"advertising slot {detail.get('slot')} of {detail.get('day')}"
+        return f"{state}: {detail.get('error') or detail.get('reason') or ''}".rstrip(": ")
 
     def step(self) -> float:
         """Do what is due now; return how long to sleep before the next step."""

@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "beacon": "beacon.bench:bench_beacon",
     "screen": "kiosk.screen.bench:bench_screen",
     "scanner": "scanner.bench:bench_scanner",
+    "appliance": "kiosk.appliance_bench:bench_appliance",
 }
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 from typing import Sequence
 
 from kiosk import __version__
 from kiosk.config import Config, ConfigError, load_config
+from kiosk.logs import setup_logging
 
 COMMAND_MODULES = [
     "kiosk.commands",
@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "beacon.commands",
     "kiosk.screen.commands",
     "scanner.commands",
+    "kiosk.status",
 ]
 
 
@@ -46,8 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:

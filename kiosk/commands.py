@@ -55,10 +55,14 @@ def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001, ANN202
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from kiosk.provisioning import ProvisioningFlow
     from kiosk.service import run_scanner, stop_on_signals
 
     sinks = [JsonLinesSink(args.events)] if args.events else []
     pipeline = _pipeline(args, sinks)
+    # Applies provisioning codes (kiosk/provisioning.py): confirmed on the screen, or by its own rules headless.
+    provisioning = ProvisioningFlow(pipeline, auto=args.headless)
+    pipeline.sinks.append(provisioning)
     stop = threading.Event()
     stop_on_signals(stop)
     try:
@@ -67,8 +71,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             from kiosk.screen.run import run_with_screen
 
-            run_with_screen(pipeline, stop, seconds=args.seconds, windowed=args.windowed)
+            run_with_screen(pipeline, stop, seconds=args.seconds, windowed=args.windowed,
+                            on_provisioning=provisioning.confirm)
     finally:
+        provisioning.close()
         pipeline.close()
         for sink in sinks:
             sink.close()

@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from kiosk.events import Outcome
+from kiosk import __version__
+from kiosk.events import ACCEPTED, Outcome
+from kiosk.health import ScannerHealth
 from kiosk.pipeline import Pipeline
 from kiosk.store import StorageError
 from scanner.camera import Camera, open_camera
@@ -47,37 +49,58 @@ def backoff_delays(base: float = 0.5, cap: float = 30.0) -> "Callable[[int], flo
 
 def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None = None,
                 camera_factory: Callable[[], Camera] | None = None,
-                on_frame: Callable[[object], None] | None = None) -> LoopStats:
+                on_frame: Callable[[object], None] | None = None, health: ScannerHealth | None = None) -> LoopStats:
     """Decode frames until ``stop`` is set (or ``seconds`` pass, or a finite source ends).
 
     The camera is read on its own thread keeping only the newest frame (scanner/feed.py): a slow
     decoder or a slow ``on_frame`` drops frames, never queues them. Camera faults are retried with
-    backoff and shown as the store's "camera" status.
+    backoff and shown as the store's "camera" status. ``health`` pings systemd's watchdog only while
+    this loop turns and frames flow (kiosk/health.py).
     """
     config = pipeline.config
     camera_factory = camera_factory or (lambda: open_camera(config.camera))
     deadline = time.monotonic() + seconds if seconds else None
     stats = LoopStats()
+    health = health or ScannerHealth(pipeline)
+    log.info("scanner started: kiosk %s, device %s, venue %s (%s)", __version__, _device_name(pipeline),
+             config.device.venue_id or "not provisioned", config.device.direction)
     next_maintenance = time.monotonic()
 
     def housekeeping() -> None:  # runs with or without a camera
         nonlocal next_maintenance
+        health.tick()
         if time.monotonic() >= next_maintenance:
             next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
             _maintain(pipeline)
 
-    feed = CameraFeed(camera_factory, config.camera.read_timeout_s, stop, backoff_delays(),
-                      report=lambda state, detail: _report(pipeline, "camera", state, detail), tick=housekeeping)
+    def report(state: str, detail: dict) -> None:
+        _report(pipeline, "camera", state, detail)
+        health.camera(state, detail)
+
+    feed = CameraFeed(camera_factory, config.camera.read_timeout_s, stop, backoff_delays(), report=report,
+                      tick=housekeeping)
+    health.stuck_reads = lambda: feed.abandoned
     for frame in feed.frames(deadline):
         stats.frames += 1
+        health.frame()
         if on_frame is not None:
             on_frame(frame)
         started = time.perf_counter()
         for outcome in pipeline.handle_frame(frame):
             stats.count(outcome)
+            if outcome.event == ACCEPTED:
+                health.accepted()
         feed.decoded(time.perf_counter() - started)
     stats.camera_failures, stats.dropped = feed.camera_failures, feed.dropped
+    log.info("scanner stopped after %d frames", stats.frames)
     return stats
+
+
+def _device_name(pipeline: Pipeline) -> str:
+    try:
+        return pipeline.identity()[1]
+    except StorageError as exc:
+        return f"unknown ({exc})"
 
 
 def _maintain(pipeline: Pipeline) -> None:

@@ -90,8 +90,14 @@ def _v2_outbox_queue_order(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbox_queue ON outbox (state)")
 
 
+def _v3_clock_correction(db: sqlite_utils.Database) -> None:
+    """Keep the wall-clock reading a check-in had before its time was corrected (kiosk/clockfix.py)."""
+    db.execute("ALTER TABLE checkins ADD COLUMN utc_ms_unsynced INTEGER")  # NULL: never corrected
+    db.execute("CREATE INDEX checkins_unsynced ON checkins (clock_synced, boot_id)")
+
+
 # Append only: migration N takes the schema from version N-1 to N.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2_outbox_queue_order]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2_outbox_queue_order, _v3_clock_correction]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -133,10 +139,17 @@ class Store:
     @classmethod
     def reader(cls, state_dir: Path) -> "Store":
         """A read-only connection (``mode=ro``) for the screen and ``kiosk status``: never creates,
-        migrates or sets aside the database, whatever state it is in; that is the writer's job."""
+        migrates or sets aside the database, whatever state it is in; that is the writer's job.
+
+        With no ``-wal`` file no process has the database open and everything is in the main file:
+        it is then read as immutable, so not even ``-wal``/``-shm`` files are created (they would be
+        root's when root runs ``kiosk status``)."""
         path = state_dir / DB_NAME
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        if not Path(str(path) + "-wal").exists():
+            uri += "&immutable=1"
         try:
-            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=2, check_same_thread=False)
+            conn = sqlite3.connect(uri, uri=True, timeout=2, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 2000")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read {path}: {exc}") from exc
@@ -248,6 +261,41 @@ class Store:
 
     def count_checkins(self) -> int:
         return self.db.execute("SELECT count(*) FROM checkins").fetchone()[0]
+
+    def correct_unsynced_times(self, boot_id: str, now_utc_ms: int, now_monotonic_ns: int) -> int:
+        """Give this boot's unsynchronised check-ins their true time: now - (monotonic now - monotonic then).
+
+        One statement, so it is atomic against the scanner's inserts. Returns the rows corrected.
+        """
+        try:
+            with self.transaction():
+                cursor = self.db.execute(
+                    """UPDATE checkins SET utc_ms_unsynced = utc_ms,
+                           utc_ms = ? - (? - monotonic_ns) / 1000000, clock_synced = 1
+                       WHERE clock_synced = 0 AND boot_id = ? AND monotonic_ns <= ?""",
+                    [now_utc_ms, now_monotonic_ns, boot_id, now_monotonic_ns],
+                )
+            return cursor.rowcount
+        except sqlite3.Error as exc:
+            raise StorageError(str(exc)) from exc
+
+    def last_checkin_utc_ms(self) -> int | None:
+        return self.db.execute("SELECT max(utc_ms) FROM checkins").fetchone()[0]
+
+    def oldest_unsent_utc_ms(self) -> int | None:
+        """Scan time of the oldest check-in still waiting for upload (pending or in flight)."""
+        return self.db.execute(
+            """SELECT min(c.utc_ms) FROM outbox o JOIN checkins c ON c.id = o.checkin_id
+               WHERE o.state IN ('pending', 'inflight')"""
+        ).fetchone()[0]
+
+    def unsynced_counts(self, boot_id: str) -> dict[str, int]:
+        """Check-ins whose time is still the unsynchronised wall clock: this boot's can still be corrected."""
+        this, earlier = self.db.execute(
+            "SELECT coalesce(sum(boot_id = ?), 0), coalesce(sum(boot_id != ?), 0) FROM checkins WHERE clock_synced = 0",
+            [boot_id, boot_id],
+        ).fetchone()
+        return {"this_boot": this, "earlier_boots": earlier}
 
     def outbox_counts(self) -> dict[str, int]:
         counts = {"pending": 0, "inflight": 0, "acked": 0, "dead": 0}

@@ -46,6 +46,7 @@ class CameraFeed:
         self.camera_failures = 0  # all failures, for the loop's stats
         self.frames_taken = 0
         self.dropped = 0
+        self.abandoned = 0  # camera reads stuck in the driver and left behind: only a new process frees them
         self.state = ""
         self._decode_ms: list[float] = []
 
@@ -123,6 +124,7 @@ class CameraFeed:
             if source.stop():
                 camera.close()
             else:
+                self.abandoned += 1
                 log.error("camera %s is stuck in a read; abandoning it without closing", camera.name)
         if problem is not None:
             log.error("camera %s: %s; reopening", camera.name, problem)

@@ -89,6 +89,11 @@ class Uploader:
         self.session.close()
         self.store.close()
 
+    @property
+    def state(self) -> str:
+        """What the uploader is doing now ("online", "offline", ...), as its "sync" status says."""
+        return self._state
+
     # ---- the loop ----------------------------------------------------------------------------
     def run(self, stop: threading.Event, once: bool = False, seconds: float | None = None,
             alive: Callable[[], None] = lambda: None) -> SyncResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -108,9 +109,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
     from kiosk.cli import config_from_args
     from kiosk.service import stop_on_signals
     from kiosk.store import Store
+    from kiosk.watchdog import LoopWatch
     from sync.client import NotEnrolled, Uploader
 
     config = config_from_args(args)
+    watch = LoopWatch()  # systemd's READY/WATCHDOG (kiosk/watchdog.py): pinged from the loop's `alive` hook
     stop = threading.Event()
     stop_on_signals(stop)
     lock = _single_instance(config.state_dir)
@@ -132,12 +135,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 store.set_status("sync", "not-enrolled", {})
                 store.close()
                 warned = True
-            if stop.wait(config.sync.poll_interval_s):
+            if watch.wait(stop, config.sync.poll_interval_s, status="not enrolled: waiting for provisioning"):
                 return 0
             config = config_from_args(args)
     try:
-        result = uploader.run(stop, once=args.once, seconds=args.seconds)
+        result = uploader.run(stop, once=args.once, seconds=args.seconds,
+                              alive=lambda: watch.beat(f"{uploader.state}; {uploader.result.sent} sent"))
     finally:
+        watch.stopping()
         uploader.close()
     if args.once:
         _print({"sent": result.sent, "dead": result.dead, "remaining": result.remaining,
@@ -205,10 +210,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(create_app(storage, settings), args.tls_cert, args.tls_key,
                          log_level=args.log_level.lower() if args.log_level != "INFO" else "warning")
     try:
-        server.run(sockets=[sock])
+        asyncio.run(_serve_watched(server, sock, f"serving {scheme}://{shown}:{sock.getsockname()[1]}"))
     finally:
         storage.close()
     return 0
+
+
+async def _serve_watched(server: Any, sock: Any, status: str) -> None:
+    """uvicorn's serve() with systemd's READY/WATCHDOG beating from the same event loop."""
+    from kiosk.watchdog import LoopWatch, heartbeat_while
+
+    watch = LoopWatch()
+    handle_exit = server.handle_exit  # uvicorn's signal handler; it re-raises the signal after shutdown
+
+    def stopping_then_exit(sig: int, frame: Any) -> None:
+        watch.stopping()  # say it now: the process may end before the event loop turns again
+        handle_exit(sig, frame)
+
+    server.handle_exit = stopping_then_exit
+    beat = asyncio.create_task(heartbeat_while(watch, lambda: server.started, lambda: server.should_exit, status))
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        beat.cancel()
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
+from kiosk.health import ScannerHealth
 from kiosk.pipeline import Pipeline
 from kiosk.service import LoopStats, run_scanner
 
 log = logging.getLogger("kiosk.screen")
+
+SCREEN_STALL_S = 10.0  # the screen loop turns at screen.fps; this long without a turn means it froze
 
 
 def run_with_screen(pipeline: Pipeline, stop: threading.Event, seconds: float | None = None, *,
@@ -60,10 +64,15 @@ def run_with_screen(pipeline: Pipeline, stop: threading.Event, seconds: float | 
     pipeline.sinks.append(app.post_outcome)
     outcome: dict[str, object] = {}
 
+    # systemd's watchdog vouches for the screen too: a frozen display stops the pings (kiosk/health.py).
+    health = ScannerHealth(pipeline)
+    last_step = [time.monotonic()]
+    health.watch_loop("screen", lambda: last_step[0], SCREEN_STALL_S)
+
     def scan() -> None:
         try:
             outcome["stats"] = run_scanner(pipeline, stop, seconds, camera_factory=camera_factory,
-                                           on_frame=app.post_frame)
+                                           on_frame=app.post_frame, health=health)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread below
             outcome["error"] = exc
         finally:
@@ -74,6 +83,7 @@ def run_with_screen(pipeline: Pipeline, stop: threading.Event, seconds: float | 
     clock = pygame.time.Clock()
     try:
         while not stop.is_set():
+            last_step[0] = time.monotonic()
             dirty = app.step(pygame.event.get())
             if dirty:
                 pygame.display.update(dirty)

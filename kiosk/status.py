@@ -1,0 +1,258 @@
+"""``kiosk status``: is this kiosk in service, and if not, what needs a person's attention.
+
+It reads the state database without changing it (``Store.reader``: SQLite read-only, immutable when
+no service has it open), so even run as root it never leaves files the ``kiosk`` user could not open. The exit code is 0 when nothing needs attention, 1 when something does (each reason printed),
+3 when there is no readable state database; 2 stays the CLI's "config error".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kiosk import __version__
+from kiosk.clock import boot_id, kernel_clock_synced
+from kiosk.config import Config
+
+DB_NAME = "kiosk.db"  # kiosk.store.DB_NAME; imported late so `kiosk --version` needs no third-party library
+
+# Thresholds for "needs attention"; docs/appliance.md explains each one.
+STALE_REPORT_S = 60           # the scanner reports its camera every 10 s: older means it is not running
+UPLOAD_BEHIND_S = 3600        # a check-in waiting longer than this for upload
+SYNC_SILENT_S = 3600          # no successful upload for this long while check-ins wait
+DISK_FREE_MIN_BYTES = 50 * 2**20
+DISK_FREE_MIN_FRACTION = 0.05
+BEACON_OK = {"advertising", "ok", "disabled"}
+# "offline" is normal for a venue without network: it needs attention only through the queue's age.
+SYNC_OK = {"online", "ok", "idle", "uploading", "synced", "starting", "offline"}
+
+PROVISIONING_PROBLEMS = {
+    "pending": "enrollment with {upstream_url} postponed (upstream unreachable; retrying): {error}",
+    "refused": "enrollment refused by {upstream_url}: {error}; scan a new provisioning code",
+    "no-uploader": "provisioned, but this installation has no uploader to enroll with",
+}
+
+EXIT_OK, EXIT_ATTENTION, EXIT_NO_STATE = 0, 1, 3
+
+
+@dataclass
+class Report:
+    facts: dict[str, Any] = field(default_factory=dict)
+    attention: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        if self.facts.get("store", {}).get("state") == "missing":
+            return EXIT_NO_STATE
+        return EXIT_ATTENTION if self.attention else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.facts, "attention": self.attention, "healthy": not self.attention}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="health of this kiosk; exit 1 when something needs attention")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p.set_defaults(func=cmd_status)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from kiosk.cli import config_from_args
+
+    report = gather(config_from_args(args))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False, sort_keys=True))
+    else:
+        print(render_text(report))
+    return report.exit_code
+
+
+# ---- gathering ---------------------------------------------------------------------------------
+def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None = None) -> Report:
+    now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+    synced = clock_synced if clock_synced is not None else (config.clock.assume_synced or kernel_clock_synced())
+    state_dir = config.state_dir
+    report = Report()
+    f, need = report.facts, report.attention
+    f["version"] = __version__
+    f["config"] = config.source
+    f["state_dir"] = str(state_dir)
+    device = config.device
+    f["device"] = {"id": device.id or _read_text(state_dir / "device-id"), "venue_id": device.venue_id,
+                   "venue_name": device.venue_name, "direction": device.direction}
+    if not device.venue_id:
+        need.append("not provisioned: scan a provisioning QR code or run `kiosk provision`")
+        if not config.provisioning.authority_key:
+            need.append("provisioning.authority_key is not set: provisioning codes are refused (see /etc/kiosk/kiosk.toml)")
+    if not config.privacy.authority_public_key:
+        need.append("privacy.authority_public_key is not set: check-ins are refused (see /etc/kiosk/kiosk.toml)")
+    f["clock"] = {"synced": synced}
+    if not synced:
+        need.append("clock not synchronised: check-ins are marked until NTP reaches a time server")
+    _disk(state_dir, f, need)
+    db = state_dir / DB_NAME
+    if not db.exists():
+        f["store"] = {"state": "missing", "path": str(db)}
+        need.append(f"no state database at {db}: the scanner has never run with this state directory")
+        return report
+    from kiosk.store import Store, StorageError
+
+    try:
+        store = Store.reader(state_dir)
+        try:
+            _from_database(store.db.conn, now_ms, f, need)
+        finally:
+            store.close()
+    except (StorageError, sqlite3.Error, OSError) as exc:
+        f["store"] = {"state": "unreadable", "error": str(exc)}
+        need.append(f"state database unreadable: {exc}")
+    return report
+
+
+def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], need: list[str]) -> None:
+    conn.row_factory = sqlite3.Row
+    statuses = {r["component"]: {"state": r["state"], "detail": json.loads(r["detail"] or "{}"),
+                                 "age_s": _age(now_ms, r["updated_ms"])}
+                for r in conn.execute("SELECT component, state, detail, updated_ms FROM status")}
+    store = statuses.get("store", {"state": "ok"})
+    f["store"] = {"state": store["state"], **store.get("detail", {})}
+    if store["state"] == "recovered":
+        need.append(f"state database was unreadable and was set aside as {store['detail'].get('kept_as')}")
+
+    total, last = conn.execute("SELECT count(*), max(utc_ms) FROM checkins").fetchone()
+    f["checkins"] = {"total": total, "last_age_s": _age(now_ms, last)}
+    counts = dict(conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+    oldest = conn.execute(
+        """SELECT min(c.utc_ms) FROM outbox o JOIN checkins c ON c.id = o.checkin_id
+           WHERE o.state IN ('pending', 'inflight')""").fetchone()[0]
+    unsent = counts.get("pending", 0) + counts.get("inflight", 0)
+    f["queue"] = {"unsent": unsent, "dead": counts.get("dead", 0), "acked": counts.get("acked", 0),
+                  "oldest_unsent_age_s": _age(now_ms, oldest)}
+    if oldest is not None and now_ms - oldest > UPLOAD_BEHIND_S * 1000:
+        need.append(f"{unsent} check-in(s) not uploaded, the oldest {_human(now_ms - oldest)} old")
+    if counts.get("dead", 0):
+        need.append(f"{counts['dead']} check-in(s) refused by the upstream for good (see `kiosk sync` logs)")
+    this, earlier = conn.execute(
+        "SELECT coalesce(sum(boot_id = ?), 0), coalesce(sum(boot_id != ?), 0) FROM checkins WHERE clock_synced = 0",
+        [boot_id(), boot_id()]).fetchone()
+    f["clock"]["unsynced_checkins"] = {"this_boot": this, "earlier_boots": earlier}
+
+    camera = statuses.get("camera")
+    f["camera"] = _component(camera)
+    if camera is None:
+        need.append("camera: no report yet (is kiosk-scanner running?)")
+    elif camera["age_s"] is not None and camera["age_s"] > STALE_REPORT_S:
+        need.append(f"camera: last report {_human(camera['age_s'] * 1000)} ago (is kiosk-scanner running?)")
+    elif camera["state"] != "ok":
+        need.append(f"camera {camera['state']}: {camera['detail'].get('error', 'no frames')}")
+
+    sync = statuses.get("sync")
+    f["sync"] = _component(sync)
+    detail = (sync or {}).get("detail", {})
+    last_ok = detail.get("last_success_ms") or detail.get("last_ok_ms")
+    f["sync"]["last_ok_age_s"] = _age(now_ms, last_ok)
+    if sync is not None and sync["state"] == "not-enrolled":
+        need.append("sync: not enrolled with an upstream yet (provision this kiosk)")
+    elif sync is not None and sync["state"] not in SYNC_OK:
+        error = sync["detail"].get("last_error") or sync["detail"].get("error") or ""
+        need.append(f"sync {sync['state']}: {error}".rstrip(": "))
+    elif unsent and (last_ok is None or now_ms - last_ok > SYNC_SILENT_S * 1000) and oldest is not None \
+            and now_ms - oldest > SYNC_SILENT_S * 1000:
+        need.append("sync: no successful upload for over an hour while check-ins wait")
+
+    provisioning = statuses.get("provisioning")
+    if provisioning is not None:
+        f["provisioning"] = _component(provisioning)
+        problem = PROVISIONING_PROBLEMS.get(provisioning["state"])
+        if problem:
+            need.append(problem.format(**{"error": "", "upstream_url": "?", **provisioning["detail"]}).rstrip(": "))
+
+    beacon = statuses.get("beacon")
+    f["beacon"] = _component(beacon)
+    if beacon is not None:
+        f["beacon"]["slot"] = beacon["detail"].get("slot")
+        if beacon["state"] not in BEACON_OK:
+            need.append(f"beacon {beacon['state']}: {beacon['detail'].get('error', '')}".rstrip(": "))
+
+
+def _component(status: dict[str, Any] | None) -> dict[str, Any]:
+    if status is None:
+        return {"state": "unknown", "age_s": None}
+    return {"state": status["state"], "age_s": status["age_s"], **status["detail"]}
+
+
+def _disk(state_dir: Path, f: dict[str, Any], need: list[str]) -> None:
+    probe = state_dir if state_dir.exists() else state_dir.parent
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError as exc:
+        f["disk"] = {"error": str(exc)}
+        need.append(f"cannot read free space of {state_dir}: {exc}")
+        return
+    f["disk"] = {"free_bytes": usage.free, "total_bytes": usage.total}
+    if usage.free < DISK_FREE_MIN_BYTES or usage.free < DISK_FREE_MIN_FRACTION * usage.total:
+        need.append(f"disk nearly full: {usage.free // 2**20} MiB free for {state_dir}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _age(now_ms: int, then_ms: int | None) -> float | None:
+    return None if then_ms is None else round(max(0, now_ms - then_ms) / 1000, 1)
+
+
+def _human(ms: float) -> str:
+    s = int(ms // 1000)
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    if s < 172800:
+        return f"{s // 3600} h"
+    return f"{s // 86400} days"
+
+
+# ---- text --------------------------------------------------------------------------------------
+def render_text(report: Report) -> str:
+    f = report.facts
+
+    def age(v: float | None, never: str = "never") -> str:
+        return never if v is None else _human(v * 1000) + " ago"
+
+    d = f["device"]
+    lines = [
+        f"kiosk {f['version']}  device {d['id'] or '?'}  config {f['config']}",
+        f"venue       {d['venue_id'] or '(not provisioned)'} {d['venue_name']}".rstrip() + f"  [{d['direction']}]",
+    ]
+    if "checkins" in f:
+        q = f["queue"]
+        lines += [
+            f"check-ins   {f['checkins']['total']} recorded, last {age(f['checkins']['last_age_s'])}",
+            f"queue       {q['unsent']} waiting, oldest {age(q['oldest_unsent_age_s'], 'none')}; "
+            f"{q['acked']} uploaded, {q['dead']} refused",
+            f"sync        {f['sync']['state']}, last success {age(f['sync']['last_ok_age_s'])}",
+            f"beacon      {f['beacon']['state']}" + (f", slot {f['beacon']['slot']}" if f['beacon'].get('slot') is not None else ""),
+            f"camera      {f['camera']['state']}" + (f", {f['camera']['fps']:.1f} fps" if "fps" in f["camera"] else "")
+            + (f" ({f['camera']['backend']})" if "backend" in f["camera"] else ""),
+        ]
+    lines.append(f"store       {f.get('store', {}).get('state', '?')} in {f['state_dir']}")
+    if "free_bytes" in f.get("disk", {}):
+        lines.append(f"disk        {f['disk']['free_bytes'] // 2**20} MiB free of {f['disk']['total_bytes'] // 2**20} MiB")
+    clock = f["clock"]
+    unsynced = clock.get("unsynced_checkins", {})
+    lines.append(f"clock       {'synchronised' if clock['synced'] else 'NOT synchronised'}"
+                 + (f"; {unsynced['this_boot'] + unsynced['earlier_boots']} check-in(s) with uncorrected time"
+                    if unsynced and unsynced["this_boot"] + unsynced["earlier_boots"] else ""))
+    lines.append("")
+    lines += [f"ATTENTION: {a}" for a in report.attention] or ["OK: nothing needs attention"]
+    return "\n".join(lines)
