@@ -215,6 +215,8 @@ class Config:
         """A copy with some keys of some sections changed, validated like a file."""
         data = {s: dataclasses.asdict(getattr(self, s)) for s in _sections()}
         for name, values in sections.items():
+            if name not in data:
+                raise ConfigError(f"unknown section [{name}]; allowed: {', '.join(sorted(data))}")
             data[name].update(values)
         return _build(data, self.source)
 

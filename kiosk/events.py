@@ -11,9 +11,10 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
 
-from kiosk.credentials.base import Credential
+if TYPE_CHECKING:  # only a type here: importing the parsers would slow every command's start-up
+    from kiosk.credentials.base import Credential
 
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
