@@ -30,7 +30,7 @@ SERVER = [
     "uvicorn>=0.29",            # production ASGI server for it
     "psycopg[binary]>=3.1",     # PostgreSQL storage for a national deployment
 ]
-TEST = ["pytest>=8", "hypothesis>=6.100", "httpx>=0.27"]
+TEST = ["pytest>=8", "hypothesis>=6.100", "httpx>=0.27", "schemathesis>=4"]  # schemathesis: API fuzzing from the OpenAPI document
 
 setup(
     name="venue-kiosk",

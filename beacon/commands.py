@@ -7,6 +7,8 @@ import datetime as dt
 import json
 import sys
 
+from kiosk.clock import instant_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("beacon", help="advertise this venue's Bluezone IDs (default), or inspect them")
@@ -19,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = actions.add_parser("id", help="print the 24-hex-digit ID broadcast at a given time")
     _key_options(q)
-    q.add_argument("--at", type=_instant, help="ISO 8601 time (default: now); no zone = UTC")
+    q.add_argument("--at", type=instant_arg, help="ISO 8601 time (default: now); no zone = UTC")
     q.set_defaults(func=cmd_id)
 
     q = actions.add_parser("key", help="print this device's key registration record (JSON) for the upstream")
@@ -27,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = actions.add_parser("f0", help="print the Bluezone F0 message announcing an exposure window")
     _key_options(q)
-    q.add_argument("--from", dest="start", type=_instant, required=True, help="ISO 8601 start of the window")
-    q.add_argument("--to", dest="end", type=_instant, required=True, help="ISO 8601 end of the window")
+    q.add_argument("--from", dest="start", type=instant_arg, required=True, help="ISO 8601 start of the window")
+    q.add_argument("--to", dest="end", type=instant_arg, required=True, help="ISO 8601 end of the window")
     q.set_defaults(func=cmd_f0)
 
 
@@ -45,17 +47,6 @@ def _hex_key(text: str) -> bytes:
     if len(key) != 32:
         raise argparse.ArgumentTypeError(f"a base key is 64 hex digits (32 bytes), not {len(key) * 2}")
     return key
-
-
-def _instant(text: str) -> int:
-    """ISO 8601 → Unix milliseconds; a time without a zone is UTC."""
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return int(when.timestamp() * 1000)
 
 
 def _usage(message: str) -> None:

@@ -6,7 +6,9 @@ therefore also carries CLOCK_MONOTONIC and the kernel's boot id, so its time can
 
 from __future__ import annotations
 
+import argparse
 import ctypes
+import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass
@@ -59,3 +61,22 @@ class Clock:
 
 def new_checkin_id() -> str:
     return str(uuid.uuid4())
+
+
+def parse_instant_ms(text: str) -> int:
+    """Unix milliseconds from digits, or from ISO 8601 ('Z' allowed; no zone means UTC). Raises ValueError."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return int(moment.timestamp() * 1000)
+
+
+def instant_arg(text: str) -> int:
+    """``parse_instant_ms`` as an argparse type: a bad time is a usage error naming the value."""
+    try:
+        return parse_instant_ms(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither ISO 8601 nor milliseconds") from None

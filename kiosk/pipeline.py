@@ -11,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from kiosk.clock import Clock, new_checkin_id
 from kiosk.config import Config

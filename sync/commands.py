@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import logging
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from kiosk.clock import instant_arg
 
 log = logging.getLogger("kiosk.sync")
 
@@ -66,8 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        ("export", "for the health authority: the trace with identities unsealed")):
         q = db_parser(name, help)
         q.add_argument("--venue", required=True, metavar="ID")
-        q.add_argument("--from", dest="start", required=True, type=parse_time, metavar="T1", help="ISO 8601 or ms")
-        q.add_argument("--to", dest="end", required=True, type=parse_time, metavar="T2", help="ISO 8601 or ms")
+        q.add_argument("--from", dest="start", required=True, type=instant_arg, metavar="T1", help="ISO 8601 or ms")
+        q.add_argument("--to", dest="end", required=True, type=instant_arg, metavar="T2", help="ISO 8601 or ms")
         if name == "export":
             q.add_argument("--authority-key", required=True, type=Path, metavar="FILE",
                            help="the authority's sealing.key (from `kiosk authority-keys`)")
@@ -79,19 +80,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     q = usub.add_parser("openapi", help="print the API's OpenAPI document (committed as sync/openapi.json)")
     q.set_defaults(func=cmd_openapi)
-
-
-def parse_time(text: str) -> int:
-    """Milliseconds since the epoch from digits, or from ISO 8601 (no zone = UTC)."""
-    if text.isdigit():
-        return int(text)
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither milliseconds nor ISO 8601") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return int(when.timestamp() * 1000)
 
 
 def _print(obj: Any) -> None:

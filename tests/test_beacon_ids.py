@@ -54,7 +54,7 @@ def test_no_id_before_the_key_existed():
     (["--key", "zz" * 32, "--key-day", "2020-08-08"], "not hexadecimal"),
     (["--key", VECTOR_KEY, "--key-day", "2020-13-40"], "not a day as YYYY-MM-DD"),
     (["--key", VECTOR_KEY], "--key and --key-day go together"),
-    (["--key", VECTOR_KEY, "--key-day", "2020-08-08", "--at", "yesterday"], "not an ISO 8601 time"),
+    (["--key", VECTOR_KEY, "--key-day", "2020-08-08", "--at", "yesterday"], "neither ISO 8601 nor milliseconds"),
 ])
 def test_bad_command_input_is_refused_clearly(args, words):
     result = run_kiosk("beacon", "id", *args)

@@ -22,7 +22,7 @@ from cryptography import x509
 from PIL import Image
 
 from kiosk.credentials import hc1
-from kiosk.credentials.commands import parse_time_ms
+from kiosk.clock import parse_instant_ms
 from kiosk.credentials.trust import TrustList
 from scanner.decode import decode_frame
 from scanner.render import render_code, scene
@@ -105,7 +105,7 @@ def trust_of(case: dict) -> TrustList:
 
 
 def full_chain(case: dict):
-    clock = parse_time_ms(case["TESTCTX"]["VALIDATIONCLOCK"])
+    clock = parse_instant_ms(case["TESTCTX"]["VALIDATIONCLOCK"])
     return hc1.evaluate(case["PREFIX"].encode(), trust_of(case), clock)
 
 

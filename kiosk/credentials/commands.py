@@ -9,9 +9,10 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from kiosk.clock import parse_instant_ms
 
 MAX_FILE_BYTES = 65536 + 2  # the largest payload the config allows, plus a line ending
 
@@ -44,14 +45,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.set_defaults(func=cmd_provisioning_make)
 
 
-def parse_time_ms(text: str) -> int:
-    """ISO 8601 to Unix milliseconds; a time without a zone is UTC. Raises ValueError."""
-    moment = datetime.fromisoformat(text.strip())
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp() * 1000)
-
-
 def _fail(message: str) -> int:
     print(f"kiosk: {message}", file=sys.stderr)
     return 2
@@ -76,7 +69,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     try:
-        now_ms = parse_time_ms(args.at) if args.at else time.time_ns() // 1_000_000
+        now_ms = parse_instant_ms(args.at) if args.at else time.time_ns() // 1_000_000
     except (ValueError, OverflowError):
         return _fail(f"--at {args.at!r} is not an ISO 8601 time (e.g. 2021-06-01T12:00:00Z)")
     try:
@@ -123,7 +116,7 @@ def cmd_provisioning_make(args: argparse.Namespace) -> int:
 
     key = read_key(str(Path(args.key).absolute()), "--key")
     try:
-        issued_ms = parse_time_ms(args.issued_at) if args.issued_at else time.time_ns() // 1_000_000
+        issued_ms = parse_instant_ms(args.issued_at) if args.issued_at else time.time_ns() // 1_000_000
     except (ValueError, OverflowError):
         return _fail(f"--issued-at {args.issued_at!r} is not an ISO 8601 time")
     code = ProvisioningCode(args.venue_id, args.venue_name, args.direction, args.upstream, args.token,
