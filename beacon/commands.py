@@ -113,7 +113,7 @@ def cmd_f0(args: argparse.Namespace) -> int:
 def cmd_beacon(args: argparse.Namespace) -> int:
     from beacon.service import BeaconService
     from kiosk.cli import config_from_args
-    from kiosk.service import stop_on_signals
+    from kiosk.lifecycle import stop_on_signals
     import threading
 
     config = config_from_args(args)

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from beacon.ids import SLOT_MS, BaseKey, id_at, load_or_create_base_key, slot_of
 from beacon.nearby import NearbyCounter, Scanner, ScanError, open_scanner
 from beacon.transport import AdapterMissing, CapabilityMissing, Transport, open_transport
 from kiosk.config import BeaconConfig
+from kiosk.lifecycle import backoff_delays
 from kiosk.watchdog import LoopWatch
 
 log = logging.getLogger("beacon.service")
@@ -209,7 +209,7 @@ class BeaconService:
 
     def _failed(self, state: str, exc: Exception) -> float:
         self._drop_controller()
-        delay = random.uniform(0, min(self.config.retry_max_s, 0.5 * 2 ** self.failures))
+        delay = backoff_delays(0.5, self.config.retry_max_s)(self.failures)
         self.failures += 1
         if str(exc) != self.last_error:  # say it once; repeats of the same fault are debug noise
             log.warning("%s: %s; retrying with backoff (at most %g s apart)", state, exc, self.config.retry_max_s)

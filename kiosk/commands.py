@@ -55,8 +55,9 @@ def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001, ANN202
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from kiosk.lifecycle import stop_on_signals
     from kiosk.provisioning import ProvisioningFlow
-    from kiosk.service import run_scanner, stop_on_signals
+    from kiosk.service import run_scanner
 
     sinks = [JsonLinesSink(args.events)] if args.events else []
     pipeline = _pipeline(args, sinks)

@@ -18,7 +18,7 @@ from pathlib import Path
 from kiosk.config import Config
 from kiosk.events import Outcome
 from kiosk.pipeline import Pipeline
-from kiosk.service import stop_on_signals
+from kiosk.lifecycle import stop_on_signals
 from scanner.camera.synthetic import DEMO_TOKEN_PATTERN
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import sqlite3
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any, Callable
 from kiosk.config import Config, save_overrides
 from kiosk.credentials import Credential
 from kiosk.events import PROVISIONING, Outcome
+from kiosk.lifecycle import backoff_delays
 from kiosk.privacy import write_private_file
 from kiosk.store import StorageError, Store
 
@@ -216,7 +216,7 @@ class ProvisioningFlow:
         attempt = 0 if first_delay else -1
         while pending is not None and not self._stop.is_set():
             if attempt >= 0:
-                delay = random.uniform(0, min(RETRY_CAP_S, 5.0 * 2 ** attempt))  # full jitter
+                delay = backoff_delays(5.0, RETRY_CAP_S)(attempt)
                 if self._stop.wait(delay):
                     return
             attempt += 1

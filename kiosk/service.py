@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
-import signal
 import sqlite3
 import threading
 import time
@@ -14,6 +12,7 @@ from typing import Callable
 from kiosk import __version__
 from kiosk.events import ACCEPTED, Outcome
 from kiosk.health import ScannerHealth
+from kiosk.lifecycle import backoff_delays
 from kiosk.pipeline import Pipeline
 from kiosk.store import StorageError
 from scanner.camera import Camera, open_camera
@@ -33,18 +32,6 @@ class LoopStats:
 
     def count(self, outcome: Outcome) -> None:
         self.outcomes[outcome.event] = self.outcomes.get(outcome.event, 0) + 1
-
-
-def stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM (systemd stop) and SIGINT end the loop cleanly after the current frame."""
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
-
-
-def backoff_delays(base: float = 0.5, cap: float = 30.0) -> "Callable[[int], float]":
-    """Full-jitter exponential backoff: attempt n waits uniformly in [0, min(cap, base * 2**n)]."""
-    return lambda attempt: random.uniform(0, min(cap, base * 2 ** attempt))
 
 
 def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None = None,

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from kiosk import __version__
 from kiosk.clock import kernel_clock_synced
 from kiosk.config import Config
-from kiosk.service import backoff_delays
+from kiosk.lifecycle import backoff_delays
 from kiosk.store import Store
 from sync import protocol as p
 from sync.identity import Enrollment, load_enrollment, load_key

@@ -95,7 +95,7 @@ def _storage(args: argparse.Namespace):  # noqa: ANN202
 # ---- device -------------------------------------------------------------------------------------
 def cmd_sync(args: argparse.Namespace) -> int:
     from kiosk.cli import config_from_args
-    from kiosk.service import stop_on_signals
+    from kiosk.lifecycle import stop_on_signals
     from kiosk.store import Store
     from kiosk.watchdog import LoopWatch
     from sync.client import NotEnrolled, Uploader
