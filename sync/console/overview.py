@@ -45,8 +45,7 @@ def venues(storage: Storage, only: str | None = None, at_ms: int | None = None) 
     where, params = ("AND venue_id = ?", [only]) if only else ("", [])
     counts = storage._query(
         f"SELECT venue_id, (utc_ms + ?) / {lt.DAY_MS} AS day, count(*) AS n FROM checkins "
-        f"WHERE utc_ms >= ? AND utc_ms <= ? {where} GROUP BY venue_id, (utc_ms + ?) / {lt.DAY_MS}",
-        [offset, since, at, *params, offset])
+        f"WHERE utc_ms >= ? AND utc_ms <= ? {where} GROUP BY 1, 2", [offset, since, at, *params])
     by_id = {v: Venue(v) for v in sorted({only} if only else venue_ids(storage))}
     day_of = {(lt.day_start_ms(at, back) + offset) // lt.DAY_MS: back for back in range(CHART_DAYS)}
     for venue in by_id.values():
