@@ -36,7 +36,7 @@ TEXT: dict[str, tuple[str, str]] = {  # key: (Vietnamese, English)
     "revoke_yes": ("Có, thu hồi", "Yes, revoke"),
     "cancel": ("Huỷ", "Cancel"),
     "revoked_done": ("Đã thu hồi thiết bị", "Device revoked"),
-    "silent_count": ("thiết bị mất tín hiệu lâu hơn", "devices silent for longer than"),
+    "silent_count": ("Thiết bị không gửi tín hiệu quá", "Devices without a heartbeat for longer than"),
     "seconds": ("giây", "seconds"),
     "today": ("Hôm nay", "Today"),
     "this_week": ("Tuần này", "This week"),
