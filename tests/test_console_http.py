@@ -59,8 +59,10 @@ def test_cookie_flags_and_secure_only_behind_a_trusted_proxy(rig, tmp_path):
     cookie = plain.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" not in cookie
     # A client cannot claim https for itself: the upstream trusts no proxy unless told.
-    claimed = try_login(rig.url, "op", PASSWORDS["op"], **{"X-Forwarded-Proto": "https"})
+    claimed = try_login(rig.url, "op", PASSWORDS["op"], **{"X-Forwarded-Proto": "https",
+                                                             "X-Forwarded-For": "198.51.100.4"})
     assert "Secure" not in claimed.headers["set-cookie"]
+    assert "198.51.100.4" not in login(rig.url, "op").get(rig.url + "/audit", timeout=30).text
     behind = start_console(str(tmp_path / "proxied.db"), "--forwarded-allow-ips", "127.0.0.1")
     try:
         proxied = try_login(behind.url, "op", PASSWORDS["op"], **{"X-Forwarded-Proto": "https",
