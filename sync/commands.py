@@ -9,7 +9,7 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from sync.console.localtime import iso_local, local_instant_arg
 
@@ -305,32 +305,30 @@ def _with_local_times(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "scanned_at": iso_local(row["utc_ms"]), "received_at": iso_local(row["received_ms"])}
 
 
-def _window_refused(args: argparse.Namespace, storage: Any) -> int:
-    """Non-zero, with a warning, for an inverted window or a venue this upstream never heard of:
-    either would otherwise answer zero rows and look like nobody was there."""
+def _read_venue_window(args: argparse.Namespace, read: Callable[[Any], Any]) -> Any:
+    """``read(storage)`` once the venue and window are checked. An inverted window (exit 2) or a venue
+    this upstream never heard of (exit 1) is refused with a warning: either would otherwise answer
+    zero rows and look like nobody was there."""
     from sync.console.overview import venue_known
 
     if args.end < args.start:
         print(f"kiosk: --to ({iso_local(args.end)}) is before --from ({iso_local(args.start)})", file=sys.stderr)
-        return 2
-    if not venue_known(storage, args.venue):
-        print(f"kiosk: venue {args.venue!r} is not known to this upstream (no device enrolled there, no check-ins)",
-              file=sys.stderr)
-        return 1
-    return 0
+        raise SystemExit(2)
+    storage = _storage(args)
+    try:
+        if not venue_known(storage, args.venue):
+            print(f"kiosk: venue {args.venue!r} is not known to this upstream (no device enrolled there, "
+                  "no check-ins)", file=sys.stderr)
+            raise SystemExit(1)
+        return read(storage)
+    finally:
+        storage.close()
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from sync.console.csvout import trace_csv
 
-    storage = _storage(args)
-    try:
-        refused = _window_refused(args, storage)
-        if refused:
-            return refused
-        rows = storage.trace(args.venue, args.start, args.end)
-    finally:
-        storage.close()
+    rows = _read_venue_window(args, lambda storage: storage.trace(args.venue, args.start, args.end))
     if args.format == "csv":
         sys.stdout.write(trace_csv(rows))
         return 0
@@ -342,14 +340,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 def cmd_exposure(args: argparse.Namespace) -> int:
     from sync.exposure import exposure_entries
 
-    storage = _storage(args)
-    try:
-        refused = _window_refused(args, storage)
-        if refused:
-            return refused
-        keys = storage.beacon_keys(args.venue)
-    finally:
-        storage.close()
+    keys = _read_venue_window(args, lambda storage: storage.beacon_keys(args.venue))
     entries = exposure_entries(keys, args.start, args.end)
     _print({"venue_id": args.venue, "start_ms": args.start, "end_ms": args.end,
             "devices": sorted({k["device_id"] for k in keys}), "f0": entries})
@@ -364,14 +355,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from sync.console.csvout import export_csv
 
     key = read_key(str(args.authority_key.absolute()), "--authority-key")  # ConfigError: exit 2 with the reason
-    storage = _storage(args)
-    try:
-        refused = _window_refused(args, storage)
-        if refused:
-            return refused
-        rows = storage.trace(args.venue, args.start, args.end)
-    finally:
-        storage.close()
+    rows = _read_venue_window(args, lambda storage: storage.trace(args.venue, args.start, args.end))
     out, failed = [], 0
     for row in rows:
         sealed = row.pop("sealed_subject")

@@ -7,9 +7,12 @@ daylight saving since 1975), so every time a person reads or types goes through 
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
+try:
+    ZONE: dt.tzinfo = ZoneInfo("Asia/Ho_Chi_Minh")
+except ZoneInfoNotFoundError:  # a system without tzdata: the same offset, exact for every date since 1975
+    ZONE = dt.timezone(dt.timedelta(hours=7), "ICT")
 DAY_MS = 86_400_000
 
 
