@@ -3,12 +3,15 @@ end, hostile and malformed requests, and the bearer-token API beside it, unchang
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 import requests
 
 from conftest import run_kiosk
-from console_helpers import PASSWORDS, form_token, login, start_console
+from console_helpers import PASSWORDS, add_user, form_token, login, start_console
 from sync.storage import Storage
+from upstream_helpers import start_upstream
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +21,13 @@ def rig(tmp_path_factory):
     rig.upstream.stop()
 
 
-def try_login(url: str, name: str, password: str, **headers: str) -> requests.Response:
+def try_login(url: str, name: str, password: str, ca: str | bool = True, **headers: str) -> requests.Response:
     session = requests.Session()
-    page = session.get(url + "/login", timeout=30, headers=headers)
+    page = session.get(url + "/login", timeout=30, headers=headers, verify=ca)
     # The form's cookie is sent by hand: requests keeps a Secure cookie from an http URL to itself.
     return session.post(url + "/login", data={"csrf": form_token(page.text), "username": name, "password": password},
                         cookies={"kiosk_login_csrf": page.cookies["kiosk_login_csrf"]}, timeout=30, headers=headers,
-                        allow_redirects=False)
+                        allow_redirects=False, verify=ca)
 
 
 def test_five_wrong_passwords_lock_the_account(rig):
@@ -73,6 +76,21 @@ def test_cookie_flags_and_secure_only_behind_a_trusted_proxy(rig, tmp_path):
         assert "203.0.113.9" in audit  # the person's address as the trusted proxy gave it
     finally:
         behind.upstream.stop()
+
+
+def test_cookies_are_secure_when_uvicorn_speaks_tls_itself(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+    tls = start_upstream(str(tmp_path / "tls.db"), "127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        add_user(tls.db, "op", "operator", PASSWORDS["op"])
+        assert tls.url.startswith("https://")
+        answer = try_login(tls.url, "op", PASSWORDS["op"], ca=str(cert))
+        assert answer.status_code == 303 and "Secure" in answer.headers["set-cookie"]
+    finally:
+        tls.stop()
 
 
 def test_logout_and_user_removal_end_sessions(rig):
