@@ -44,6 +44,12 @@ def test_trace_and_export_refuse_unknown_venues_and_inverted_windows(rig, tmp_pa
         assert "--to (2026-12-01T00:00:00.000+07:00) is before --from (2026-12-02T00:00:00.000+07:00)" in inverted.stderr
 
 
+def test_times_out_of_range_are_usage_errors(rig):
+    for far in ("99999999999999999999", "0001-01-01T00:00+14:00", "yesterday"):
+        result = run_kiosk("upstream", "trace", "--db", rig.db, "--venue", "CHO-BEN-THANH", "--from", far, "--to", "0")
+        assert result.returncode == 2 and "between 1970 and 9999" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_trace_in_local_time_and_as_csv(rig):
     window = ["--venue", "CHO-BEN-THANH", "--from", "2000-01-01T00:00", "--to", "2100-01-01T00:00"]
     trace = json.loads(run_kiosk("upstream", "trace", "--db", rig.db, *window).stdout)

@@ -116,6 +116,14 @@ def test_hostile_and_malformed_requests_are_refused_cleanly(rig):
     token = form_token(op.get(url + "/fleet", timeout=30).text)
     huge = op.post(url + "/venues/CHO-BEN-THANH/exposure", data={"csrf": token, "from": "x" * 20_000}, timeout=30)
     assert huge.status_code == 413
+    for forged in ("ü" * 40, "", token[:-1]):
+        assert op.post(url + "/logout", data={"csrf": forged}, timeout=30).status_code == 403
+    assert requests.post(url + "/login", data={"csrf": "é", "username": "op", "password": "y"},
+                         cookies={"kiosk_login_csrf": "abc"}, timeout=30).status_code == 403
+    for far in ("0001-01-01T00:00%2B14:00", "9999-12-31T23:59", "1969-12-31T00:00"):
+        assert op.get(url + f"/venues/CHO-BEN-THANH?from={far}", timeout=30).status_code == 422, far
+        assert op.get(url + f"/venues/CHO-BEN-THANH/checkins.csv?from={far}&to=2100-01-01T00:00", timeout=30
+                      ).status_code == 422, far
     as_json = op.post(url + "/logout", json={"csrf": token}, timeout=30)
     assert as_json.status_code == 415
     bad_window = op.post(url + "/venues/CHO-BEN-THANH/exposure", data={"csrf": token, "from": "2026-12-02T00:00",

@@ -30,6 +30,16 @@ def shown(ms: int | None) -> str:
     return "" if ms is None else local(ms).strftime("%Y-%m-%d %H:%M:%S")
 
 
+LATEST_MS = 253_402_128_000_000  # 9999-12-30: any later, and the local date would not fit a datetime
+
+
+def checked_ms(ms: int) -> int:
+    """``ms`` if it is a time this module can show (1970 to 9999), else ValueError."""
+    if not 0 <= ms <= LATEST_MS:
+        raise ValueError("time out of range")
+    return ms
+
+
 def parse_local_ms(text: str) -> int:
     """Milliseconds from ISO 8601; a time without an offset is Vietnam's local time. Raises ValueError."""
     text = text.strip()
@@ -38,7 +48,7 @@ def parse_local_ms(text: str) -> int:
     moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZONE)
-    return int(moment.timestamp() * 1000)
+    return checked_ms(int(moment.timestamp() * 1000))
 
 
 def input_value(ms: int) -> str:
@@ -68,6 +78,7 @@ def local_instant_arg(text: str) -> int:
     import argparse
 
     try:
-        return int(text) if text.strip().isdigit() else parse_local_ms(text)
+        return checked_ms(int(text)) if text.strip().isdigit() else parse_local_ms(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither ISO 8601 nor milliseconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time or milliseconds between 1970 and 9999"
+                                         ) from None

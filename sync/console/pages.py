@@ -89,7 +89,9 @@ def operator_session(session: Session = Depends(current_session)) -> Session:
 
 async def posted_form(request: Request) -> FormData:
     declared = request.headers.get("content-length", "")
-    if not declared.isdigit() or int(declared) > MAX_FORM_BYTES:
+    if not declared.isdigit():
+        raise Refused(411, "expired_form")
+    if int(declared) > MAX_FORM_BYTES:
         raise Refused(413, "expired_form")
     if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         raise Refused(415, "expired_form")
@@ -100,11 +102,16 @@ def checked_form(request: Request, form: FormData = Depends(posted_form),
                  session: Session = Depends(current_session)) -> FormData:
     """The form, once its CSRF token is this session's: a page of another site, or another user's
     session cookie under this page's token, is refused."""
-    if not secrets.compare_digest(str(form.get("csrf", "")), session.csrf):
+    if not same_token(form.get("csrf"), session.csrf):
         _accounts(request).audit(session.user, "csrf-refused", request.url.path, "form token does not match the session",
                                  _source(request))
         raise Refused(403, "expired_form")
     return form
+
+
+def same_token(sent: Any, expected: str) -> bool:
+    """Constant-time comparison of a posted token (any text a client sends) with the expected one."""
+    return isinstance(sent, str) and secrets.compare_digest(sent.encode("utf-8"), expected.encode("utf-8"))
 
 
 def render(request: Request, name: str, session: Session | None, status: int = 200, **context: Any) -> HTMLResponse:
@@ -171,7 +178,7 @@ def _login_form(request: Request, error: str | None = None, status: int = 200) -
 @router.post("/login")
 def login(request: Request, form: FormData = Depends(posted_form)) -> Response:
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(str(form.get("csrf", "")), expected):
+    if not expected or not same_token(form.get("csrf"), expected):
         return _login_form(request, "expired_form", 403)
     result = _accounts(request).login(str(form.get("username", "")), str(form.get("password", "")), _source(request))
     if result.token is None:
