@@ -4,6 +4,7 @@ end, hostile and malformed requests, and the bearer-token API beside it, unchang
 from __future__ import annotations
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -43,6 +44,14 @@ def test_five_wrong_passwords_lock_the_account(rig):
     # What an unknown name typed into the form was is not kept (it may be someone's password).
     try_login(rig.url, "my-secret-typed-as-name", "whatever pw")
     assert "my-secret-typed-as-name" not in login(rig.url, "op").get(rig.url + "/audit", timeout=30).text
+
+
+def test_parallel_guesses_all_count_towards_the_lock(rig):
+    add_user(rig.db, "parallel", "viewer", "parallel password")
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: try_login(rig.url, "parallel", "wrong guess!!").status_code, range(8)))
+    assert answers == [401] * 8
+    assert "Tài khoản tạm khoá" in try_login(rig.url, "parallel", "parallel password").text
 
 
 def test_passwords_and_sessions_are_stored_as_hashes(rig):

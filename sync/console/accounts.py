@@ -7,6 +7,7 @@ own created on first use, through the upstream storage's connections. Passwords 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -65,7 +66,12 @@ LOCK_MS = 15 * 60_000
 SESSION_MS = 8 * 3600_000       # a working day; then log in again
 
 _hasher = PasswordHasher()      # argon2-cffi's defaults: Argon2id, RFC 9106's low-memory profile
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))  # verified against for unknown names: same time either way
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against for unknown names, so a refusal takes the same time either way."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 class AccountError(ValueError):
@@ -148,7 +154,7 @@ class Accounts:
         rows = self.storage._query("SELECT * FROM console_users WHERE name = ?", [name]) \
             if NAME_PATTERN.fullmatch(name) else []
         if not rows:
-            _verify(_DUMMY_HASH, password)
+            _verify(_dummy_hash(), password)
             # What was typed is not kept: a person who types their password into the name field
             # must not find it in the audit log.
             self.audit("(unknown)", "login-refused", "", "unknown user name", source)
@@ -158,11 +164,14 @@ class Accounts:
             self.audit(name, "login-refused", "", "account locked", source)
             return LoginResult(None, "locked")
         if not _verify(user["password_hash"], password):
-            failures = user["failed_logins"] + 1
-            locked = at + LOCK_MS if failures >= MAX_FAILURES else None
-            with self.storage._transaction() as cur:
-                cur.execute("UPDATE console_users SET failed_logins = ?, locked_until_ms = ? WHERE name = ?",
-                            [0 if locked else failures, locked, name])
+            with self.storage._transaction() as cur:  # counted in the database: parallel guesses all count
+                cur.execute("UPDATE console_users SET failed_logins = failed_logins + 1 WHERE name = ? "
+                            "RETURNING failed_logins", [name])
+                counted = cur.fetchall()
+                locked = at + LOCK_MS if counted and counted[0]["failed_logins"] >= MAX_FAILURES else None
+                if locked:
+                    cur.execute("UPDATE console_users SET failed_logins = 0, locked_until_ms = ? WHERE name = ?",
+                                [locked, name])
             detail = f"wrong password; locked for {LOCK_MS // 60_000} min" if locked else "wrong password"
             self.audit(name, "login-refused", "", detail, source)
             return LoginResult(None, "locked" if locked else "bad-credentials")
