@@ -77,6 +77,10 @@ TEXT: dict[str, tuple[str, str]] = {  # key: (Vietnamese, English)
     "not_found": ("Không tìm thấy.", "Not found."),
     "refused": ("Bị từ chối", "Refused"),
     "back": ("Quay lại", "Back"),
+    "operator": ("người vận hành", "operator"),
+    "viewer": ("người xem", "viewer"),
+    "entry": ("vào", "entry"),
+    "exit": ("ra", "exit"),
 }
 
 
