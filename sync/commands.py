@@ -286,7 +286,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     storage = _storage(args)
-    devices = storage.fleet(args.silent_after_s)
+    devices = [{**d, "last_heartbeat_at": iso_local(d["last_heartbeat_ms"]) or None}
+               for d in storage.fleet(args.silent_after_s)]
     _print({"silent_after_s": args.silent_after_s, "devices": devices,
             "silent": [d["device_id"] for d in devices if d["silent"]]})
     storage.close()

@@ -66,6 +66,9 @@ def test_trace_in_local_time_and_as_csv(rig):
     assert [line.split(",")[0] for line in lines[1:]] == [c["id"] for c in trace["checkins"]]
     assert [line.split(",")[4] for line in lines[1:]] == [c["scanned_at"] for c in trace["checkins"]]
     assert "Nguyễn" not in csv.stdout
+    fleet = json.loads(run_kiosk("upstream", "fleet", "--db", rig.db).stdout)
+    heard = next(d for d in fleet["devices"] if d["device_id"] == "kiosk-cbt-1")
+    assert heard["last_heartbeat_at"].endswith("+07:00") and fleet["silent"] == ["kiosk-cbt-2"]
 
 
 def test_export_as_csv_unseals_with_the_authority_key(rig, tmp_path):
