@@ -220,9 +220,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                  "clock_window_ms": int(args.clock_window_s * 1000) if args.clock_window_s else None,
                                  "silent_after_s": args.silent_after_s, "alert_webhook_url": args.alert_webhook,
                                  "alert_check_s": args.alert_check_s}.items() if v is not None}
-    if args.alert_webhook and not args.alert_webhook.startswith(("http://", "https://")):
-        print("kiosk: --alert-webhook must be an http:// or https:// URL", file=sys.stderr)
-        return 2
+    if args.alert_webhook:
+        from sync.console.alerts import check_webhook_url
+
+        try:
+            check_webhook_url(args.alert_webhook)
+        except ValueError as exc:
+            print(f"kiosk: {exc}", file=sys.stderr)
+            return 2
     settings = dataclasses.replace(ServerSettings(), **changes)
     storage = _storage(args, create=True)
     try:
