@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiosk import __version__
 from sync import protocol as p
+from sync.console.pages import mount as mount_console
 from sync.exposure import exposure_entries
 from sync.protocol import ProtocolError
 from sync.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
@@ -268,9 +269,7 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
 
     for router in (public, enroll_router, device, admin):
         app.include_router(router)
-    from sync.console.pages import mount
-
-    mount(app)
+    mount_console(app)
     return app
 
 
