@@ -29,8 +29,12 @@ SERVER = [
     "fastapi>=0.110",           # the reference upstream's web framework (and its OpenAPI document)
     "uvicorn>=0.29",            # production ASGI server for it
     "psycopg[binary]>=3.1",     # PostgreSQL storage for a national deployment
+    "jinja2>=3.1",              # the console's server-rendered pages (autoescaping templates)
+    "argon2-cffi>=23.1",        # console passwords: Argon2id, a memory-hard hash
+    "python-multipart>=0.0.9",  # the console's forms (Starlette's form parser)
 ]
-TEST = ["pytest>=8", "hypothesis>=6.100", "httpx>=0.27", "schemathesis>=4"]  # schemathesis: API fuzzing from the OpenAPI document
+TEST = ["pytest>=8", "hypothesis>=6.100", "httpx>=0.27", "schemathesis>=4",  # schemathesis: API fuzzing from the OpenAPI document
+        "selenium>=4.20"]  # the console's browser tests, driving Debian's chromium through /usr/bin/chromedriver
 
 setup(
     name="venue-kiosk",
@@ -39,7 +43,7 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["kiosk", "kiosk.*", "scanner", "scanner.*", "beacon", "beacon.*", "sync", "sync.*"]),
     package_data={"kiosk": ["*.toml", "credentials/dcc_schema/*", "screen/fonts/*"],  # fonts: DejaVu + licence
-                  "sync": ["openapi.json"]},
+                  "sync": ["openapi.json", "console/templates/*.html", "console/console.css"]},
     install_requires=CORE,
     extras_require={
         "device": DEVICE,

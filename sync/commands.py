@@ -9,9 +9,9 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from kiosk.clock import instant_arg
+from sync.console.localtime import iso_local, local_instant_arg
 
 log = logging.getLogger("kiosk.sync")
 
@@ -46,7 +46,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-json-bytes", type=int, default=None, help="largest body after decompression")
     q.add_argument("--clock-window-s", type=float, default=None, help="signed timestamps older/newer are refused")
     q.add_argument("--silent-after-s", type=int, default=None, help="fleet view: silent after this long")
+    q.add_argument("--alert-webhook", metavar="URL", help="POST each silent device here as JSON, once per outage")
+    q.add_argument("--alert-check-s", type=float, default=None, help="how often to look for silent devices (30)")
+    q.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   help="trust X-Forwarded-For/-Proto only from these proxy addresses (comma-separated)")
     q.set_defaults(func=cmd_serve)
+
+    q = usub.add_parser("user", help="people who may log in to the console")
+    user_sub = q.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    u = user_sub.add_parser("add", help="add a user; the password is read from standard input")
+    u.add_argument("--db", required=True, metavar="URL_OR_PATH")
+    u.add_argument("--name", required=True)
+    u.add_argument("--role", required=True, choices=["operator", "viewer"])
+    u.add_argument("--password-stdin", action="store_true", required=True,
+                   help="read the password from the first line of standard input (never from the command line)")
+    u.set_defaults(func=cmd_user_add)
+    u = user_sub.add_parser("list", help="JSON: users, roles, lock-outs")
+    u.add_argument("--db", required=True, metavar="URL_OR_PATH")
+    u.set_defaults(func=cmd_user_list)
+    u = user_sub.add_parser("remove", help="remove a user and end their sessions")
+    u.add_argument("--db", required=True, metavar="URL_OR_PATH")
+    u.add_argument("--name", required=True)
+    u.set_defaults(func=cmd_user_remove)
 
     q = db_parser("token", "issue a one-time enrollment token for a venue (or an operator token)")
     who = q.add_mutually_exclusive_group(required=True)
@@ -67,8 +88,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        ("export", "for the health authority: the trace with identities unsealed")):
         q = db_parser(name, help)
         q.add_argument("--venue", required=True, metavar="ID")
-        q.add_argument("--from", dest="start", required=True, type=instant_arg, metavar="T1", help="ISO 8601 or ms")
-        q.add_argument("--to", dest="end", required=True, type=instant_arg, metavar="T2", help="ISO 8601 or ms")
+        q.add_argument("--from", dest="start", required=True, type=local_instant_arg, metavar="T1",
+                       help="ISO 8601 (no offset = Vietnam time, +07:00) or ms")
+        q.add_argument("--to", dest="end", required=True, type=local_instant_arg, metavar="T2",
+                       help="ISO 8601 (no offset = Vietnam time, +07:00) or ms; inclusive")
+        if name != "exposure":
+            q.add_argument("--format", choices=["json", "csv"], default="json",
+                           help="csv: one row per check-in, times in +07:00 (the console's CSV)")
         if name == "export":
             q.add_argument("--authority-key", required=True, type=Path, metavar="FILE",
                            help="the authority's sealing.key (from `kiosk authority-keys`)")
@@ -86,9 +112,17 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
-def _storage(args: argparse.Namespace):  # noqa: ANN202
+def _storage(args: argparse.Namespace, create: bool = False):  # noqa: ANN202
+    """The upstream's storage; a SQLite file must exist unless ``create`` (only `serve` creates one),
+    so a mistyped --db is an error, not an empty database answering zero rows."""
     from sync.storage import Storage
 
+    if not create and not args.db.startswith(("postgresql://", "postgres://")):
+        path = Path(args.db.removeprefix("sqlite:///")).expanduser()
+        if not path.is_file():
+            print(f"kiosk: no upstream database at {path} (`kiosk upstream serve --db {args.db}` creates one)",
+                  file=sys.stderr)
+            raise SystemExit(2)
     return Storage(args.db)
 
 
@@ -184,9 +218,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     changes = {k: v for k, v in {"max_body_bytes": args.max_body_bytes, "max_json_bytes": args.max_json_bytes,
                                  "clock_window_ms": int(args.clock_window_s * 1000) if args.clock_window_s else None,
-                                 "silent_after_s": args.silent_after_s}.items() if v is not None}
+                                 "silent_after_s": args.silent_after_s, "alert_webhook_url": args.alert_webhook,
+                                 "alert_check_s": args.alert_check_s}.items() if v is not None}
+    if args.alert_webhook:
+        from sync.console.alerts import check_webhook_url
+
+        try:
+            check_webhook_url(args.alert_webhook)
+        except ValueError as exc:
+            print(f"kiosk: {exc}", file=sys.stderr)
+            return 2
     settings = dataclasses.replace(ServerSettings(), **changes)
-    storage = _storage(args)
+    storage = _storage(args, create=True)
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -196,7 +239,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     shown = f"[{host}]" if ":" in host else host
     print(f"kiosk upstream listening on {scheme}://{shown}:{sock.getsockname()[1]} ({storage.dialect})", flush=True)
     server = make_server(create_app(storage, settings), args.tls_cert, args.tls_key,
-                         log_level=args.log_level.lower() if args.log_level != "INFO" else "warning")
+                         log_level=args.log_level.lower() if args.log_level != "INFO" else "warning",
+                         forwarded_allow_ips=args.forwarded_allow_ips)
     try:
         asyncio.run(_serve_watched(server, sock, f"serving {scheme}://{shown}:{sock.getsockname()[1]}"))
     finally:
@@ -247,7 +291,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     storage = _storage(args)
-    devices = storage.fleet(args.silent_after_s)
+    devices = [{**d, "last_heartbeat_at": iso_local(d["last_heartbeat_ms"]) or None}
+               for d in storage.fleet(args.silent_after_s)]
     _print({"silent_after_s": args.silent_after_s, "devices": devices,
             "silent": [d["device_id"] for d in devices if d["silent"]]})
     storage.close()
@@ -258,27 +303,50 @@ def _trace_json(row: dict[str, Any]) -> dict[str, Any]:
     import base64
 
     sealed = row["sealed_subject"]
-    return {**row, "sealed_subject": base64.b64encode(sealed).decode("ascii") if sealed is not None else None}
+    return {**_with_local_times(row),
+            "sealed_subject": base64.b64encode(sealed).decode("ascii") if sealed is not None else None}
+
+
+def _with_local_times(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "scanned_at": iso_local(row["utc_ms"]), "received_at": iso_local(row["received_ms"])}
+
+
+def _read_venue_window(args: argparse.Namespace, read: Callable[[Any], Any]) -> Any:
+    """``read(storage)`` once the venue and window are checked. An inverted window (exit 2) or a venue
+    this upstream never heard of (exit 1) is refused with a warning: either would otherwise answer
+    zero rows and look like nobody was there."""
+    from sync.console.overview import venue_known
+
+    if args.end < args.start:
+        print(f"kiosk: --to ({iso_local(args.end)}) is before --from ({iso_local(args.start)})", file=sys.stderr)
+        raise SystemExit(2)
+    storage = _storage(args)
+    try:
+        if not venue_known(storage, args.venue):
+            print(f"kiosk: venue {args.venue!r} is not known to this upstream (no device enrolled there, "
+                  "no check-ins)", file=sys.stderr)
+            raise SystemExit(1)
+        return read(storage)
+    finally:
+        storage.close()
 
 
 def cmd_trace(args: argparse.Namespace) -> int:
-    storage = _storage(args)
-    rows = storage.trace(args.venue, args.start, args.end)
-    _print({"venue_id": args.venue, "start_ms": args.start, "end_ms": args.end, "count": len(rows),
-            "checkins": [_trace_json(r) for r in rows]})
-    storage.close()
+    from sync.console.csvout import trace_csv
+
+    rows = _read_venue_window(args, lambda storage: storage.trace(args.venue, args.start, args.end))
+    if args.format == "csv":
+        sys.stdout.write(trace_csv(rows))
+        return 0
+    _print({"venue_id": args.venue, "start_ms": args.start, "end_ms": args.end, "from": iso_local(args.start),
+            "to": iso_local(args.end), "count": len(rows), "checkins": [_trace_json(r) for r in rows]})
     return 0
 
 
 def cmd_exposure(args: argparse.Namespace) -> int:
     from sync.exposure import exposure_entries
 
-    if args.end < args.start:
-        print("kiosk: --to is before --from", file=sys.stderr)
-        return 2
-    storage = _storage(args)
-    keys = storage.beacon_keys(args.venue)
-    storage.close()
+    keys = _read_venue_window(args, lambda storage: storage.beacon_keys(args.venue))
     entries = exposure_entries(keys, args.start, args.end)
     _print({"venue_id": args.venue, "start_ms": args.start, "end_ms": args.end,
             "devices": sorted({k["device_id"] for k in keys}), "f0": entries})
@@ -290,11 +358,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from nacl.exceptions import CryptoError
 
     from kiosk.privacy import read_key, unseal_subject
+    from sync.console.csvout import export_csv
 
     key = read_key(str(args.authority_key.absolute()), "--authority-key")  # ConfigError: exit 2 with the reason
-    storage = _storage(args)
-    rows = storage.trace(args.venue, args.start, args.end)
-    storage.close()
+    rows = _read_venue_window(args, lambda storage: storage.trace(args.venue, args.start, args.end))
     out, failed = [], 0
     for row in rows:
         sealed = row.pop("sealed_subject")
@@ -304,10 +371,13 @@ def cmd_export(args: argparse.Namespace) -> int:
                 subject = unseal_subject(sealed, key)
             except (CryptoError, UnicodeDecodeError, ValueError):
                 failed += 1
-        out.append({**row, "subject": subject, "sealed": sealed is not None})
+        out.append({**_with_local_times(row), "subject": subject, "sealed": sealed is not None})
     if failed and failed == sum(1 for r in out if r["sealed"]):
         print(f"kiosk: this key opens none of the {failed} sealed identities: wrong authority key", file=sys.stderr)
         return 1
+    if args.format == "csv":
+        sys.stdout.write(export_csv(out))
+        return 0
     _print({"venue_id": args.venue, "start_ms": args.start, "end_ms": args.end, "count": len(out),
             "unsealed": sum(1 for r in out if r["subject"] is not None), "not_unsealable": failed, "checkins": out})
     return 0
@@ -321,6 +391,48 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         print(f"kiosk: no enrolled, unrevoked device {args.device!r}", file=sys.stderr)
         return 1
     print(f"revoked {args.device}")
+    return 0
+
+
+def _accounts(args: argparse.Namespace):  # noqa: ANN202
+    from sync.console.accounts import Accounts
+
+    return Accounts(_storage(args))
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from sync.console.accounts import AccountError
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    accounts = _accounts(args)
+    try:
+        accounts.add_user(args.name, args.role, password)
+    except AccountError as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        accounts.storage.close()
+    print(f"added {args.role} {args.name}")
+    return 0
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    accounts = _accounts(args)
+    users = accounts.users()
+    accounts.storage.close()
+    _print({"users": [{**u, "created": iso_local(u["created_ms"]),
+                       "locked_until": iso_local(u["locked_until_ms"]) or None} for u in users]})
+    return 0
+
+
+def cmd_user_remove(args: argparse.Namespace) -> int:
+    accounts = _accounts(args)
+    done = accounts.remove_user(args.name)
+    accounts.storage.close()
+    if not done:
+        print(f"kiosk: no user {args.name!r}", file=sys.stderr)
+        return 1
+    print(f"removed {args.name}; their sessions are ended")
     return 0
 
 

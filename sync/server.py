@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiosk import __version__
 from sync import protocol as p
+from sync.console.pages import mount as mount_console
 from sync.exposure import exposure_entries
 from sync.protocol import ProtocolError
 from sync.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
@@ -43,6 +44,8 @@ class ServerSettings:
     max_json_bytes: int = p.MAX_JSON_BYTES
     clock_window_ms: int = p.CLOCK_WINDOW_MS
     silent_after_s: int = 900
+    alert_webhook_url: str | None = None  # the console posts silent devices here, once per outage
+    alert_check_s: float = 30.0
 
 
 def error_response(status: int, reason: str, message: str, fields: list | None = None,
@@ -266,6 +269,7 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
 
     for router in (public, enroll_router, device, admin):
         app.include_router(router)
+    mount_console(app)
     return app
 
 
@@ -322,9 +326,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def make_server(app: FastAPI, tls_cert: str | None = None, tls_key: str | None = None,
-                log_level: str = "warning") -> Any:
+                log_level: str = "warning", forwarded_allow_ips: str | None = None) -> Any:
+    """Proxy headers (X-Forwarded-For/-Proto) are believed only from ``forwarded_allow_ips``; without
+    it, from nobody, so no client can fake its address in the console's audit log."""
     import uvicorn
 
     config = uvicorn.Config(app, log_level=log_level, access_log=False, timeout_keep_alive=30,
-                            ssl_certfile=tls_cert, ssl_keyfile=tls_key, server_header=False)
+                            ssl_certfile=tls_cert, ssl_keyfile=tls_key, server_header=False,
+                            proxy_headers=bool(forwarded_allow_ips), forwarded_allow_ips=forwarded_allow_ips)
     return uvicorn.Server(config)
