@@ -261,10 +261,10 @@ class ScreenApp:
         view = view_for_outcome(outcome, self.config.screen.result_seconds, self.config.screen.problem_seconds)
         if outcome.event in (ACCEPTED, DUPLICATE):
             self.storage_failed = False
-        if outcome.event == ERROR:
-            self.errors.append((outcome.at_utc_ms, f"{clean(outcome.event)}: {clean(outcome.reason)[:60]}"))
-            if outcome.reason == "storage-unavailable":
-                self.storage_failed = True
+        if view.code:  # the code is for staff: the maintenance page lists it, the visitor reads words
+            self.errors.append((outcome.at_utc_ms, f"{clean(outcome.event)[:16]}: {view.code}"))
+        if outcome.event == ERROR and outcome.reason == "storage-unavailable":
+            self.storage_failed = True
         if self.maintenance.active:
             return view  # staff are using the screen; the outcome is recorded all the same
         if view.state == "provisioning":

@@ -1,8 +1,9 @@
 """What the screen shows for each outcome and each system problem: colour, icon, words and sound.
 
 Every state differs in all four, so nobody depends on colour or sight alone. Reason codes come from
-the credential formats (kiosk/credentials); a code this table does not know yet still gets a clear
-"not accepted" screen with the code in small print for staff, never a crash or a blank.
+the credential formats (kiosk/credentials); a visitor reads a short reason in their own words (a
+general one for a code this table does not know yet), never the code: that goes to the maintenance
+page (``View.code``), for staff.
 """
 
 from __future__ import annotations
@@ -106,10 +107,15 @@ def _direction(direction: str) -> str:
     return "exit" if direction == "exit" else "entry"
 
 
-def _reason_line(reason: str) -> tuple[tuple[str, dict[str, Any]], ...]:
+def _reason_line(reason: str, fallback: bool = False) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The visitor's sentence for a reason code; with ``fallback``, a general one for a code it lacks.
+
+    The code itself never reaches a visitor's screen: it goes to the maintenance page (View.code)."""
     from kiosk.screen.catalogue import CATALOGUE
 
-    return ((f"reason.{reason}", {}),) if f"reason.{reason}" in CATALOGUE else ()
+    if f"reason.{reason}" in CATALOGUE:
+        return ((f"reason.{reason}", {}),)
+    return (("reason.other", {}),) if fallback else ()
 
 
 def _kind_line(kind: str) -> tuple[str, dict[str, Any]]:
@@ -131,7 +137,7 @@ def view_for_outcome(outcome: Outcome, result_seconds: float, problem_seconds: f
     if event == ACCEPTED:
         certificate = kind in CERTIFICATE_KINDS
         return View("certificate-valid" if certificate else "accepted",
-                    "certificate-valid.title" if certificate else f"accepted.{direction}",
+                    f"certificate-valid.{direction}" if certificate else f"accepted.{direction}",
                     ((() if certificate else (_kind_line(kind),)) +
                      (("result.time", at), (f"result.direction.{direction}", {}))),
                     name=name, seconds=result_seconds)
@@ -139,31 +145,29 @@ def view_for_outcome(outcome: Outcome, result_seconds: float, problem_seconds: f
         return View("duplicate", "duplicate.title", (("duplicate.detail", {}), ("result.time", at)),
                     name=name, seconds=result_seconds)
     if event == REJECTED and kind == PROVISIONING_KIND:  # a setup code that is forged, stale or damaged
-        return View("untrusted", "provisioning.refused", _reason_line(reason) + (("rejected.code", {"code": code}),),
+        return View("untrusted", "provisioning.refused", _reason_line(reason, fallback=True),
                     seconds=problem_seconds, code=code)
     if event == REJECTED and reason in EXPIRED_REASONS:
         title = "not-yet-valid.title" if reason == "not-yet-valid" else "expired.title"
         return View("expired", title, _reason_line(reason) + (("expired.detail", {}),), name=name,
-                    seconds=problem_seconds)
+                    seconds=problem_seconds, code=code)
     if event == REJECTED and reason in UNTRUSTED_REASONS:
         return View("untrusted", "untrusted.title", _reason_line(reason) + (("untrusted.detail", {}),),
-                    seconds=problem_seconds)
+                    seconds=problem_seconds, code=code)
     if event == REJECTED and reason in UNRECOGNIZED_REASONS:
         return View("unrecognized", "unrecognized.title", _reason_line(reason) + (("unrecognized.detail", {}),),
-                    seconds=problem_seconds)
-    if event == ERROR and reason == "storage-unavailable":
-        return View("storage-full", "storage-full.title", (("storage-full.detail", {}),), seconds=problem_seconds)
-    if event == ERROR and reason in NOT_SET_UP_REASONS:
-        return View("not-provisioned", "not-provisioned.title",
-                    (("not-provisioned.detail", {}), ("rejected.code", {"code": code})), seconds=problem_seconds,
-                    code=code)
-    if event == ERROR:
-        return View("error", "error.title", (("error.detail", {}), ("rejected.code", {"code": code})),
                     seconds=problem_seconds, code=code)
+    if event == ERROR and reason == "storage-unavailable":
+        return View("storage-full", "storage-full.title", (("storage-full.detail", {}),), seconds=problem_seconds,
+                    code=code)
+    if event == ERROR and reason in NOT_SET_UP_REASONS:
+        return View("not-provisioned", "not-provisioned.title", _reason_line(reason) + (("rejected.detail", {}),),
+                    seconds=problem_seconds, code=code)
+    if event == ERROR:
+        return View("error", "error.title", (("error.detail", {}),), seconds=problem_seconds, code=code)
     if event != REJECTED:
         log.warning("screen: unknown outcome event %r shown as a refusal", clean(event)[:48])
-    return View("rejected", "rejected.title",
-                _reason_line(reason) + (("rejected.detail", {}), ("rejected.code", {"code": code})),
+    return View("rejected", "rejected.title", _reason_line(reason, fallback=True) + (("rejected.detail", {}),),
                 seconds=problem_seconds, code=code)
 
 
