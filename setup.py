@@ -30,6 +30,10 @@ SERVER = [
     "uvicorn>=0.29",            # production ASGI server for it
     "psycopg[binary]>=3.1",     # PostgreSQL storage for a national deployment
 ]
+AUTHORITY = [
+    "fpdf2>=2.7",  # the provisioning sheet and poster PDFs (A4, embedded DejaVu: Vietnamese prints and copies as text)
+    "segno>=1.6",  # the QR code on them
+]
 TEST = ["pytest>=8", "hypothesis>=6.100", "httpx>=0.27", "schemathesis>=4"]  # schemathesis: API fuzzing from the OpenAPI document
 
 setup(
@@ -44,8 +48,9 @@ setup(
     extras_require={
         "device": DEVICE,
         "pi": DEVICE + ["bluepy>=1.3"],  # bluepy only on the Pi: it builds a helper against BlueZ
-        "server": SERVER,
-        "test": DEVICE + SERVER + TEST,
+        "server": SERVER + AUTHORITY,
+        "authority": AUTHORITY,
+        "test": DEVICE + SERVER + AUTHORITY + TEST,
     },
     entry_points={"console_scripts": ["kiosk = kiosk.cli:main"]},
 )

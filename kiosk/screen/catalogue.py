@@ -21,6 +21,23 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "ready.direction.entry": ("Lối vào", "Entrance"),
     "ready.direction.exit": ("Lối ra", "Exit"),
     "preview.waiting": ("Đang chờ camera…", "Waiting for the camera…"),
+    "ready.today": ("Hôm nay: {n} lượt ghi nhận", "Today: {n} check-ins"),
+    "starting.title": ("Đang khởi động…", "Starting…"),
+    "starting.detail": ("Máy sẽ sẵn sàng sau vài giây", "Ready in a few seconds"),
+    # ---- typing an ID number (no working QR code) ------------------------------------------------
+    "entry.staff": ("Nhân viên", "Staff"),
+    "entry.visitor": ("Không có mã QR? Nhập số CCCD", "No QR code? Type your ID number"),
+    "manual-entry.title": ("Nhập số CCCD", "Type the ID number"),
+    "manual-entry.hint": ("12 số CCCD, hoặc 9 số CMND và năm sinh",
+                          "12-digit CCCD, or 9-digit CMND and the birth year"),
+    "manual-entry.year": ("Năm sinh (4 số)", "Birth year (4 digits)"),
+    "manual-entry.need_digits": ("Cần 12 số (CCCD) hoặc 9 số (CMND)", "Type 12 digits (CCCD) or 9 (CMND)"),
+    "manual-entry.need_year": ("Năm sinh có 4 số, ví dụ 1990", "A birth year has 4 digits, e.g. 1990"),
+    "manual-entry.cancel": ("Hủy", "Cancel"),
+    # ---- companions --------------------------------------------------------------------------------
+    "companion.add": ("+ Trẻ em / người đi cùng", "+ Child / companion"),
+    "companion.title": ("Đã ghi nhận người đi cùng", "Companion checked in"),
+    "companion.count": ("Người đi cùng: {n}", "Companions: {n}"),
     # ---- results ---------------------------------------------------------------------------------
     "accepted.entry": ("Đã ghi nhận lượt vào", "Checked in"),
     "accepted.exit": ("Đã ghi nhận lượt ra", "Checked out"),
@@ -107,6 +124,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "maintenance.disk": ("Dung lượng trống: {mb} MB", "Free space: {mb} MB"),
     "maintenance.queue": ("Hàng đợi: {pending} chờ, {inflight} đang gửi, {dead} lỗi",
                           "Queue: {pending} waiting, {inflight} sending, {dead} failed"),
+    "maintenance.today": ("Hôm nay: {today} lượt · từ khi bật máy: {since_start}",
+                          "Today: {today} check-ins · since start: {since_start}"),
     "maintenance.errors": ("Lỗi gần đây", "Recent errors"),
     "maintenance.no_errors": ("Không có", "None"),
     "maintenance.direction": ("Hướng: {value}", "Direction: {value}"),
@@ -157,13 +176,16 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "kind.personal": ("Mã QR cá nhân", "Personal health QR"),
     "kind.hc1": ("Chứng nhận tiêm chủng", "Vaccine certificate"),
     "kind.provisioning": ("Mã cài đặt", "Setup code"),
+    "kind.cmnd": ("Số CMND", "Old ID number (CMND)"),
+    "kind.companion": ("Người đi cùng", "Companion"),
+    "kind.typed": ("Số CCCD nhập tay", "ID number typed in"),
     "kind.other": ("Mã QR", "QR code"),
 }
 
 # A representative value for every parameter, so every string can be rendered in tests.
 SAMPLE_PARAMS = {"time": "14:05", "code": "revoked", "value": "Chợ Bến Thành", "error": "lỗi ghi đĩa",
                  "seconds": 60, "mb": 1024, "pending": 3, "inflight": 1, "dead": 0, "frames": 120,
-                 "fps": "15.0", "age": "5 phút", "n": 12}
+                 "fps": "15.0", "age": "5 phút", "n": 12, "today": 148, "since_start": 37}
 
 
 def say(key: str, lang: str, **params: object) -> str:

@@ -9,7 +9,7 @@ Changes (direction, language) are saved in the state directory (``kiosk.config.s
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pygame
 
@@ -25,10 +25,31 @@ if TYPE_CHECKING:
     from kiosk.screen.app import ScreenApp
 
 LONG_PRESS_S = 3.0
+DIM_INK = (176, 190, 197)       # secondary lines on the maintenance background
+MESSAGE_INK = (255, 214, 102)   # "Saved", "Wrong PIN"
+KEY_FILL = (69, 90, 100)
+CLOSE_FILL = (120, 40, 40)
 IDLE_CLOSE_S = 120.0
 MAX_PIN_FAILURES = 5
 LOCKOUT_S = 60.0
 PIN_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "del", "0", "ok")
+
+
+def keypad(surface: pygame.Surface, fonts: Fonts, layout: Layout, area: pygame.Rect, lang: str, close: str,
+           close_label: str, fill: tuple[int, int, int], ink: tuple[int, int, int]) -> dict[str, pygame.Rect]:
+    """Digits, Delete and OK in a 3x4 grid, and a wide close button under them (the PIN and ID keypads)."""
+    rows, cols = 5, 3
+    gap = max(4, layout.pad // 2)
+    cell_w = (area.width - gap * (cols - 1)) // cols
+    cell_h = (area.height - gap * (rows - 1)) // rows
+    buttons: dict[str, pygame.Rect] = {}
+    for i, name in enumerate(PIN_KEYS):
+        rect = pygame.Rect(area.x + (i % cols) * (cell_w + gap), area.y + (i // cols) * (cell_h + gap), cell_w, cell_h)
+        label = say(f"maintenance.{name}", lang) if name in ("del", "ok") else name
+        buttons[name] = render.button(surface, fonts, rect, label, layout.button_px, fill, ink)
+    bottom = pygame.Rect(area.x, area.y + 4 * (cell_h + gap), area.width, cell_h)
+    buttons[close] = render.button(surface, fonts, bottom, close_label, layout.button_px, CLOSE_FILL, ink)
+    return buttons
 
 
 def _state_label(state: str | None, lang: str) -> str:
@@ -36,6 +57,10 @@ def _state_label(state: str | None, lang: str) -> str:
         return say("state.missing", lang)
     key = f"state.{state}"
     return say(key, lang) if key in CATALOGUE else textbox.clean(state)[:40]
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
 
 
 class Maintenance:
@@ -50,10 +75,11 @@ class Maintenance:
         self.last_input = 0.0
         self.version = 0  # bumped on every change, so the app knows to redraw
         self.camera_since: tuple[float, int] = (0.0, 0)
+        self.after_unlock: Callable[[float], None] | None = None  # e.g. open the staff keypad instead of the menu
 
     # ---- opening and closing -----------------------------------------------------------------
     def open(self, now: float) -> None:
-        self.active, self.stage, self.entered = True, "pin", ""
+        self.active, self.stage, self.entered, self.after_unlock = True, "pin", "", None
         self.message = None if self.app.config.screen.pin else ("maintenance.no_pin", {})
         self._touch(now)
 
@@ -131,6 +157,8 @@ class Maintenance:
         elif name == "ok":
             if hmac.compare_digest(self.entered.encode(), pin.encode()):
                 self.stage, self.message, self.failures = "menu", None, 0
+                if self.after_unlock is not None:
+                    self.after_unlock(now)
             else:
                 self.failures += 1
                 self.message = ("maintenance.pin_wrong", {})
@@ -162,11 +190,11 @@ class Maintenance:
         if self.message is None:
             return []
         key, params = self.message
-        return [render.Line(say(key, lang, **params), layout.body_px, True, (255, 214, 102), 2)]
+        return [render.Line(say(key, lang, **params), layout.body_px, True, MESSAGE_INK, 2)]
 
     def _draw_pin(self, surface: pygame.Surface, fonts: Fonts, layout: Layout, lang: str, info: pygame.Rect,
                   controls: pygame.Rect) -> dict[str, pygame.Rect]:
-        ink, fill = LOOKS["maintenance"].ink, (69, 90, 100)
+        ink, fill = LOOKS["maintenance"].ink, KEY_FILL
         dots_h = round(layout.title_px * 1.4)
         top = pygame.Rect(info.x, info.y, info.width, (info.height - dots_h) // 2)
         render.stack(surface, fonts, top, [
@@ -180,29 +208,20 @@ class Maintenance:
                      self._message_line(lang, layout), gap=0, valign="top")
         buttons: dict[str, pygame.Rect] = {}
         if self.app.config.screen.pin:
-            rows, cols = 5, 3
-            gap = max(4, layout.pad // 2)
-            cell_w = (controls.width - gap * (cols - 1)) // cols
-            cell_h = (controls.height - gap * (rows - 1)) // rows
-            for i, name in enumerate(PIN_KEYS):
-                rect = pygame.Rect(controls.x + (i % cols) * (cell_w + gap), controls.y + (i // cols) * (cell_h + gap),
-                                   cell_w, cell_h)
-                label = say(f"maintenance.{name}", lang) if name in ("del", "ok") else name
-                buttons[name] = render.button(surface, fonts, rect, label, layout.button_px, fill, ink)
-            close = pygame.Rect(controls.x, controls.y + 4 * (cell_h + gap), controls.width, cell_h)
-        else:
-            close = layout.buttons(controls, 1)[0]
-        buttons["close"] = render.button(surface, fonts, close, say("maintenance.close", lang), layout.button_px,
-                                         (120, 40, 40), ink)
+            return keypad(surface, fonts, layout, controls, lang, "close", say("maintenance.close", lang), fill, ink)
+        buttons["close"] = render.button(surface, fonts, layout.buttons(controls, 1)[0], say("maintenance.close", lang),
+                                         layout.button_px, CLOSE_FILL, ink)
         return buttons
 
     def _status_lines(self, lang: str, layout: Layout, snapshot: StatusSnapshot, now_utc_ms: int) -> list[render.Line]:
-        ink, dim = LOOKS["maintenance"].ink, (176, 190, 197)
+        ink, dim = LOOKS["maintenance"].ink, DIM_INK
         config = self.app.config
         sync = _state_label(snapshot.state("sync"), lang)
         if snapshot.last_upload_ms is not None:
             sync += " · " + say("status.sent_ago", lang, age=age_text((now_utc_ms - snapshot.last_upload_ms) / 1000, lang))
         values = [
+            ("maintenance.today", {"today": _count(snapshot.checkins_today),
+                                   "since_start": _count(snapshot.checkins_since_start)}),
             ("maintenance.camera", {"value": _state_label(snapshot.state("camera"), lang)}),
             ("maintenance.store", {"value": _state_label(snapshot.state("store") or "ok", lang)}),
             ("maintenance.disk", {"mb": "?" if snapshot.disk_free_bytes is None else snapshot.disk_free_bytes // 2**20}),
@@ -226,7 +245,7 @@ class Maintenance:
 
     def _draw_menu(self, surface: pygame.Surface, fonts: Fonts, layout: Layout, lang: str, info: pygame.Rect,
                    controls: pygame.Rect, snapshot: StatusSnapshot, now_utc_ms: int) -> dict[str, pygame.Rect]:
-        ink, fill = LOOKS["maintenance"].ink, (69, 90, 100)
+        ink, fill = LOOKS["maintenance"].ink, KEY_FILL
         render.stack(surface, fonts, info, self._status_lines(lang, layout, snapshot, now_utc_ms) +
                      self._message_line(lang, layout), gap=2, valign="top")
         direction = say(f"result.direction.{self.app.config.device.direction}", lang)
@@ -245,7 +264,7 @@ class Maintenance:
             rect = pygame.Rect(controls.x + (i % columns) * (cell_w + gap), controls.y + (i // columns) * (cell_h + gap),
                                cell_w, cell_h)
             buttons[name] = render.button(surface, fonts, rect, label, layout.button_px,
-                                          (120, 40, 40) if name == "close" else fill, ink)
+                                          CLOSE_FILL if name == "close" else fill, ink)
         return buttons
 
     def camera_rect(self, layout: Layout) -> pygame.Rect:
@@ -276,5 +295,5 @@ class Maintenance:
                         layout.small_px, False, ink, 2),
         ], gap=layout.pad // 2, valign="top")
         buttons = {"back": render.button(surface, fonts, back, say("maintenance.back", lang), layout.button_px,
-                                         (69, 90, 100), ink)}
+                                         KEY_FILL, ink)}
         return buttons, preview

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from kiosk.clock import LOCAL_ZONE, local_time, local_zone  # noqa: F401 - the screen's names for them
 from kiosk.credentials import Credential
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, PROVISIONING, REJECTED, Outcome
 from kiosk.screen.text import clean
@@ -25,7 +26,28 @@ DARK: RGB = (20, 20, 20)
 
 # The states `kiosk screenshot --state` accepts, in the order the docs list them.
 SCREENSHOT_STATES = ("ready", "accepted", "duplicate", "unrecognized", "certificate-valid", "expired", "untrusted",
-                     "camera-lost", "storage-full", "clock-unset", "provisioning", "maintenance")
+                     "camera-lost", "storage-full", "clock-unset", "provisioning", "maintenance", "manual-entry",
+                     "companion", "starting")
+# screenshot names that show another state's look: a companion's check-in is an accepted one
+SCREENSHOT_LOOK = {"companion": "accepted"}
+
+
+MIN_CONTRAST = 4.5  # WCAG 2's minimum contrast ratio for text: every text colour on its background
+
+
+def luminance(colour: RGB) -> float:
+    """Relative luminance of an sRGB colour (WCAG 2 definition)."""
+    def channel(value: int) -> float:
+        c = value / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(v) for v in colour)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: RGB, b: RGB) -> float:
+    """WCAG 2 contrast ratio, 1 to 21."""
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
 
 
 @dataclass(frozen=True)
@@ -51,6 +73,8 @@ LOOKS: dict[str, Look] = {
     "error": Look((66, 66, 66), WHITE, "warning"),
     "provisioning": Look((40, 53, 147), WHITE, "pin"),
     "maintenance": Look((38, 50, 56), WHITE, "gear"),
+    "manual-entry": Look((21, 67, 96), WHITE, "keypad"),
+    "starting": Look((30, 41, 59), WHITE, "power"),
 }
 
 # reason codes (kiosk/credentials) grouped by the screen they lead to
@@ -61,6 +85,7 @@ UNRECOGNIZED_REASONS = {"not-recognised", "not-recognized", "empty", "too-large"
 NOT_SET_UP_REASONS = {"not-provisioned", "no-authority-key"}  # the device lacks a venue or the authority's key
 CERTIFICATE_KINDS = {"hc1"}
 PROVISIONING_KIND = "provisioning"
+COMPANION_KIND = "companion"
 
 
 @dataclass(frozen=True)
@@ -78,29 +103,12 @@ class View:
     seconds: float | None = None
     credential: Credential | None = field(default=None, repr=False, compare=False)
     code: str = ""
+    actions: tuple[tuple[str, str], ...] = ()  # touch buttons: (name, catalogue key of the label)
+    link: str = ""  # the adult's check-in id a companion would be linked to
 
     @property
     def look(self) -> Look:
         return LOOKS[self.state]
-
-
-def local_zone() -> dt.tzinfo:
-    """Asia/Ho_Chi_Minh; a fixed UTC+7 when tzdata is missing (Vietnam has had no DST since 1975)."""
-    try:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-    except ImportError:  # pragma: no cover - Python < 3.9
-        return dt.timezone(dt.timedelta(hours=7), "ICT")
-    try:
-        return ZoneInfo("Asia/Ho_Chi_Minh")
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return dt.timezone(dt.timedelta(hours=7), "ICT")
-
-
-LOCAL_ZONE = local_zone()
-
-
-def local_time(utc_ms: int, zone: dt.tzinfo = LOCAL_ZONE) -> dt.datetime:
-    return dt.datetime.fromtimestamp(utc_ms / 1000, tz=zone)
 
 
 def _direction(direction: str) -> str:
@@ -134,13 +142,19 @@ def view_for_outcome(outcome: Outcome, result_seconds: float, problem_seconds: f
     code = clean(reason or event)[:48]
     if event == PROVISIONING or (event == ACCEPTED and kind == PROVISIONING_KIND):
         return View("provisioning", "provisioning.title", credential=credential)
+    if event == ACCEPTED and kind == COMPANION_KIND:
+        adult = str(credential.facts.get("companion_of", "")) if credential is not None else ""
+        return View("accepted", "companion.title", (("result.time", at), (f"result.direction.{direction}", {})),
+                    seconds=result_seconds, actions=(("companion", "companion.add"),) if adult else (), link=adult)
     if event == ACCEPTED:
         certificate = kind in CERTIFICATE_KINDS
         return View("certificate-valid" if certificate else "accepted",
                     f"certificate-valid.{direction}" if certificate else f"accepted.{direction}",
                     ((() if certificate else (_kind_line(kind),)) +
                      (("result.time", at), (f"result.direction.{direction}", {}))),
-                    name=name, seconds=result_seconds)
+                    name=name, seconds=result_seconds,
+                    actions=(("companion", "companion.add"),) if outcome.checkin_id else (),
+                    link=outcome.checkin_id or "")
     if event == DUPLICATE:
         return View("duplicate", "duplicate.title", (("duplicate.detail", {}), ("result.time", at)),
                     name=name, seconds=result_seconds)
@@ -172,6 +186,7 @@ def view_for_outcome(outcome: Outcome, result_seconds: float, problem_seconds: f
 
 
 CAMERA_LOST = View("camera-lost", "camera-lost.title", (("camera-lost.detail", {}),))
+STARTING = View("starting", "starting.title", (("starting.detail", {}),))
 # banners: a lasting problem shown under the ready screen, which still scans
 STORAGE_BANNER = View("storage-full", "storage-full.banner")
 CLOCK_BANNER = View("clock-unset", "clock-unset.banner")

@@ -51,6 +51,8 @@ class StatusSnapshot:
     clock_synced: bool = True
     problem: str = ""  # reading the database failed (shown on the maintenance screen)
     taken_utc_ms: int = 0
+    checkins_today: int | None = None        # since local midnight, companions included
+    checkins_since_start: int | None = None  # since this screen process started
 
     def state(self, component: str) -> str | None:
         entry = self.statuses.get(component)
@@ -111,16 +113,19 @@ class StatusSnapshot:
         return found
 
 
-def read_snapshot(store: Any, state_dir: Path, assume_synced: bool) -> StatusSnapshot:
-    from kiosk.clock import kernel_clock_synced
+def read_snapshot(store: Any, state_dir: Path, assume_synced: bool, started_utc_ms: int = 0) -> StatusSnapshot:
+    from kiosk.clock import kernel_clock_synced, local_day_start_ms
 
     try:
         stat = os.statvfs(state_dir)
         free: int | None = stat.f_bavail * stat.f_frsize
     except OSError:
         free = None
+    now_ms = time.time_ns() // 10**6
     return StatusSnapshot(statuses=store.statuses(), outbox=store.outbox_counts(), disk_free_bytes=free,
-                          clock_synced=assume_synced or kernel_clock_synced(), taken_utc_ms=time.time_ns() // 10**6)
+                          clock_synced=assume_synced or kernel_clock_synced(), taken_utc_ms=now_ms,
+                          checkins_today=store.count_checkins_since(local_day_start_ms(now_ms)),
+                          checkins_since_start=store.count_checkins_since(started_utc_ms))
 
 
 class StatusPoller:
@@ -128,6 +133,7 @@ class StatusPoller:
 
     def __init__(self, state_dir: Path, assume_synced: bool, interval: float = 1.0):
         self.state_dir, self.assume_synced, self.interval = state_dir, assume_synced, interval
+        self.started_utc_ms = time.time_ns() // 10**6
         self.latest = StatusSnapshot(clock_synced=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="screen-status", daemon=True)
@@ -149,7 +155,7 @@ class StatusPoller:
         try:
             if self._store is None:
                 self._store = Store.reader(self.state_dir)
-            self.latest = read_snapshot(self._store, self.state_dir, self.assume_synced)
+            self.latest = read_snapshot(self._store, self.state_dir, self.assume_synced, self.started_utc_ms)
         except Exception as exc:  # noqa: BLE001 - a status read must never take the screen down
             log.warning("screen: cannot read the state database: %s", exc)
             self.latest = StatusSnapshot(statuses=self.latest.statuses, outbox=self.latest.outbox,
@@ -219,8 +225,9 @@ def draw_bar(surface: pygame.Surface, layout: Layout, fonts: Fonts, items: dict[
             box = pygame.Rect(cell.x + side + em // 2, cell.y, max(0, cell.width - side - em // 2), cell.height)
         if name == "clock":
             textbox.draw(surface, fonts, words, box, layout.clock_px, BAR_INK, bold=True, align="right")
-        elif name == "venue":
-            textbox.draw(surface, fonts, words, box, layout.venue_px, BAR_INK, bold=True)
+        elif name == "venue":  # two lines when it must: a venue's name is never cut short of what fits
+            textbox.draw(surface, fonts, words, box, layout.venue_px, BAR_INK, bold=True, max_lines=2,
+                         min_size=round(em * 0.7))
         else:
             textbox.draw(surface, fonts, words, box, layout.status_small_px, BAR_INK, max_lines=2,
                          min_size=round(em * 0.7))
