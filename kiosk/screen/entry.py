@@ -17,7 +17,7 @@ from kiosk.screen import render
 from kiosk.screen.catalogue import other_language, say
 from kiosk.screen.fonts import Fonts
 from kiosk.screen.layout import Layout
-from kiosk.screen.maintenance import KEY_FILL, keypad
+from kiosk.screen.maintenance import KEY_FILL, Panel, keypad, keypad_name
 from kiosk.screen.states import LOOKS
 
 if TYPE_CHECKING:
@@ -28,18 +28,17 @@ STAFF_SESSION_S = 120.0
 CCCD_DIGITS, CMND_DIGITS, YEAR_DIGITS = 12, 9, 4
 
 
-class Keypad:
+class Keypad(Panel):
+    idle_close_s = IDLE_CLOSE_S
+
     def __init__(self, app: "ScreenApp"):
-        self.app = app
-        self.active = False
+        super().__init__(app)
         self.source = "manual"  # manual (staff) or keypad (visitor)
         self.stage = "number"   # number -> year (CMND only)
         self.number = ""
         self.year = ""
         self.message: str | None = None
-        self.last_input = 0.0
         self.staff_until = 0.0
-        self.version = 0
 
     def open(self, now: float, source: str) -> None:
         self.active, self.source, self.stage = True, source, "number"
@@ -47,28 +46,14 @@ class Keypad:
         self.message = None
         self._touch(now)
 
-    def close(self) -> None:
-        self.active, self.number, self.year, self.message = False, "", "", None
-        self.version += 1
-
-    def _touch(self, now: float) -> None:
-        self.last_input = now
-        self.version += 1
-
-    def tick(self, now: float) -> None:
-        if self.active and now - self.last_input > IDLE_CLOSE_S:
-            self.close()
+    def forget(self) -> None:
+        self.number = self.year = ""
 
     # ---- input -------------------------------------------------------------------------------
     def key(self, key: int, char: str, now: float) -> None:
-        if key == pygame.K_ESCAPE:
-            self.click("cancel", now)
-        elif char.isdigit() and char.isascii():
-            self.click(char, now)
-        elif key == pygame.K_BACKSPACE:
-            self.click("del", now)
-        elif key in (pygame.K_RETURN, pygame.K_KP_ENTER):
-            self.click("ok", now)
+        name = "cancel" if key == pygame.K_ESCAPE else keypad_name(key, char)
+        if name is not None:
+            self.click(name, now)
 
     def click(self, name: str, now: float) -> None:
         self._touch(now)
@@ -106,13 +91,7 @@ class Keypad:
     def draw(self, surface: pygame.Surface, fonts: Fonts, layout: Layout, lang: str) -> dict[str, pygame.Rect]:
         look = LOOKS["manual-entry"]
         surface.fill(look.background, layout.main)
-        area = layout.content()
-        if layout.portrait:
-            info = pygame.Rect(area.x, area.y, area.width, round(area.height * 0.36))
-            pad = pygame.Rect(area.x, info.bottom + layout.pad, area.width, area.bottom - info.bottom - layout.pad)
-        else:
-            info = pygame.Rect(area.x, area.y, round(area.width * 0.5), area.height)
-            pad = pygame.Rect(info.right + layout.pad * 2, area.y, area.right - info.right - layout.pad * 2, area.height)
+        info, pad = layout.panels(0.36, 0.5)
         second = other_language(lang)
         typed = self.year if self.stage == "year" else self.number
         prompt = "manual-entry.year" if self.stage == "year" else "manual-entry.title"

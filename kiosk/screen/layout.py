@@ -105,6 +105,15 @@ class Layout:
         icon.centery = area.centery
         return icon, Rect(icon.right + 2 * self.pad, area.top, area.right - icon.right - 2 * self.pad, area.height)
 
+    def panels(self, portrait_share: float, landscape_share: float) -> tuple[Rect, Rect]:
+        """(information, controls): side by side, or one above the other in portrait (maintenance, keypad)."""
+        area = self.content()
+        if self.portrait:
+            info = Rect(area.x, area.y, area.width, round(area.height * portrait_share))
+            return info, Rect(area.x, info.bottom + self.pad, area.width, area.bottom - info.bottom - self.pad)
+        info = Rect(area.x, area.y, round(area.width * landscape_share), area.height)
+        return info, Rect(info.right + self.pad * 2, area.y, area.right - info.right - self.pad * 2, area.height)
+
     def buttons(self, text: Rect, count: int) -> list[Rect]:
         """``count`` touch buttons side by side along the bottom of ``text``."""
         height = round(self.button_px * 2.4)

@@ -63,17 +63,54 @@ def _count(value: int | None) -> str:
     return "?" if value is None else str(value)
 
 
-class Maintenance:
+def keypad_name(key: int, char: str) -> str | None:
+    """The keypad button a key press stands for: a digit, Delete (Backspace) or OK (Enter)."""
+    if char.isdigit() and char.isascii():
+        return char
+    if key == pygame.K_BACKSPACE:
+        return "del"
+    if key in (pygame.K_RETURN, pygame.K_KP_ENTER):
+        return "ok"
+    return None
+
+
+class Panel:
+    """A screen that staff (or a visitor) open over the kiosk's own, and that closes when left alone."""
+
+    idle_close_s = IDLE_CLOSE_S
+
     def __init__(self, app: "ScreenApp"):
         self.app = app
         self.active = False
+        self.message: Any = None
+        self.last_input = 0.0
+        self.version = 0  # bumped on every change, so the app knows to redraw
+
+    def close(self) -> None:
+        self.active, self.message = False, None
+        self.forget()
+        self.version += 1
+
+    def forget(self) -> None:
+        """Drop whatever was typed."""
+
+    def _touch(self, now: float) -> None:
+        self.last_input = now
+        self.version += 1
+
+    def tick(self, now: float) -> None:
+        if self.active and now - self.last_input > self.idle_close_s:
+            self.close()
+
+
+class Maintenance(Panel):
+    def __init__(self, app: "ScreenApp"):
+        super().__init__(app)
         self.stage = "pin"  # pin -> menu <-> camera
         self.entered = ""
         self.message: tuple[str, dict[str, Any]] | None = None
         self.failures = 0
         self.locked_until = 0.0
-        self.last_input = 0.0
-        self.version = 0  # bumped on every change, so the app knows to redraw
         self.camera_since: tuple[float, int] = (0.0, 0)
         self.after_unlock: Callable[[float], None] | None = None  # e.g. open the staff keypad instead of the menu
 
@@ -89,17 +126,8 @@ class Maintenance:
         self.stage, self.message = "menu", None
         self._touch(now)
 
-    def close(self) -> None:
-        self.active, self.entered, self.message = False, "", None
-        self.version += 1
-
-    def _touch(self, now: float) -> None:
-        self.last_input = now
-        self.version += 1
-
-    def tick(self, now: float) -> None:
-        if self.active and now - self.last_input > IDLE_CLOSE_S:
-            self.close()
+    def forget(self) -> None:
+        self.entered = ""
 
     # ---- input -------------------------------------------------------------------------------
     def key(self, key: int, char: str, now: float) -> None:
@@ -110,12 +138,9 @@ class Maintenance:
                 self.close()
             return
         if self.stage == "pin":
-            if char.isdigit():
-                self.click(char, now)
-            elif key == pygame.K_BACKSPACE:
-                self.click("del", now)
-            elif key in (pygame.K_RETURN, pygame.K_KP_ENTER):
-                self.click("ok", now)
+            name = keypad_name(key, char)
+            if name is not None:
+                self.click(name, now)
             return
         shortcuts = {pygame.K_d: "direction", pygame.K_l: "language", pygame.K_c: "camera", pygame.K_s: "sync"}
         if key in shortcuts and self.stage == "menu":
@@ -172,14 +197,7 @@ class Maintenance:
         """Draw the current stage; returns (buttons, camera preview rect or None)."""
         look = LOOKS["maintenance"]
         surface.fill(look.background, layout.main)
-        area = layout.content()
-        if layout.portrait:
-            info = pygame.Rect(area.x, area.y, area.width, round(area.height * 0.45))
-            controls = pygame.Rect(area.x, info.bottom + layout.pad, area.width, area.bottom - info.bottom - layout.pad)
-        else:
-            info = pygame.Rect(area.x, area.y, round(area.width * 0.55), area.height)
-            controls = pygame.Rect(info.right + layout.pad * 2, area.y, area.right - info.right - layout.pad * 2,
-                                   area.height)
+        info, controls = layout.panels(0.45, 0.55)
         if self.stage == "pin":
             return self._draw_pin(surface, fonts, layout, lang, info, controls), None
         if self.stage == "camera":

@@ -225,9 +225,11 @@ def draw_bar(surface: pygame.Surface, layout: Layout, fonts: Fonts, items: dict[
             box = pygame.Rect(cell.x + side + em // 2, cell.y, max(0, cell.width - side - em // 2), cell.height)
         if name == "clock":
             textbox.draw(surface, fonts, words, box, layout.clock_px, BAR_INK, bold=True, align="right")
-        elif name == "venue":  # two lines when it must: a venue's name is never cut short of what fits
-            textbox.draw(surface, fonts, words, box, layout.venue_px, BAR_INK, bold=True, max_lines=2,
-                         min_size=round(em * 0.7))
+        elif name == "venue":  # one line, a little smaller if need be; two lines when it must
+            one_line = textbox.fit(fonts, words, box, layout.venue_px, True, 1, round(em * 0.85))
+            lines = 2 if "".join(one_line.lines).endswith("…") else 1
+            textbox.draw(surface, fonts, words, box, layout.venue_px, BAR_INK, bold=True, max_lines=lines,
+                         min_size=round(em * (0.7 if lines == 2 else 0.85)))
         else:
             textbox.draw(surface, fonts, words, box, layout.status_small_px, BAR_INK, max_lines=2,
                          min_size=round(em * 0.7))
