@@ -287,7 +287,8 @@ class Storage:
                     results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "venue-mismatch"}
                 else:
                     results[item["id"]] = {"id": item["id"], "status": "stored", "reason": None}
-                    rows.append([item[c] for c in CHECKIN_COLUMNS[:-1]] + [at])
+                    row = {"source": "camera", "companion_of": None, **item}  # items from before those fields
+                    rows.append([row[c] for c in CHECKIN_COLUMNS[:-1]] + [at])
             inserted: set[str] = set()
             for chunk in _chunks(rows, 200):
                 values = ", ".join(["(" + ", ".join("?" * len(CHECKIN_COLUMNS)) + ")"] * len(chunk))

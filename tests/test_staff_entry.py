@@ -129,6 +129,18 @@ def test_a_visitor_keypad_by_config_needs_no_pin(kiosk):
     assert typed == [("079090001234", "", "keypad")]
 
 
+def test_the_keypad_takes_no_more_digits_than_a_number_has(kiosk):
+    kiosk.keypad.open(kiosk.now(), "manual")
+    kiosk.step([])
+    for _ in range(40):
+        key(kiosk, 0, "7")
+    key(kiosk, 0, "x")
+    key(kiosk, 0, "٣")  # not an ASCII digit
+    assert kiosk.keypad.number == "7" * 12
+    key(kiosk, pygame.K_BACKSPACE)
+    assert kiosk.keypad.number == "7" * 11
+
+
 def test_the_keypad_closes_when_left_alone(kiosk):
     kiosk.keypad.open(kiosk.now(), "manual")
     kiosk.step([])
@@ -175,6 +187,29 @@ def test_migration_v4_keeps_earlier_rows_as_camera_checkins(state_dir):
     assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert store.checkin("old")["source"] == "camera" and store.checkin("old")["companion_of"] is None
     store.close()
+
+
+def test_an_upstream_database_from_before_gets_the_new_columns(tmp_path):
+    from sync.storage import Storage
+
+    db = tmp_path / "old-upstream.db"
+    conn = sqlite3.connect(db)
+    conn.execute("""CREATE TABLE checkins (id TEXT PRIMARY KEY, venue_id TEXT NOT NULL, device_id TEXT NOT NULL,
+                    direction TEXT NOT NULL, utc_ms INTEGER NOT NULL, monotonic_ns INTEGER NOT NULL,
+                    boot_id TEXT NOT NULL, clock_synced SMALLINT NOT NULL, kind TEXT NOT NULL,
+                    visitor_ref TEXT NOT NULL, sealed_subject BLOB, received_ms INTEGER NOT NULL)""")
+    conn.execute("INSERT INTO checkins VALUES ('old', 'VENUE-1', 'd', 'entry', 5, 0, 'b', 1, 'cccd', 'ab', NULL, 6)")
+    conn.commit()
+    conn.close()
+    storage = Storage(str(db))
+    try:
+        storage = Storage(str(db))  # and a second start changes nothing
+        assert storage.trace("VENUE-1", 0, 10) == [
+            {"id": "old", "venue_id": "VENUE-1", "device_id": "d", "direction": "entry", "utc_ms": 5,
+             "clock_synced": True, "kind": "cccd", "visitor_ref": "ab", "sealed_subject": None, "source": "camera",
+             "companion_of": None, "received_ms": 6}]
+    finally:
+        storage.close()
 
 
 # ---- end to end: typed on the screen's desk, uploaded, unsealed by the authority --------------------
