@@ -103,3 +103,17 @@ def test_every_refusal_says_what_is_accepted(keys, tmp_path, args, accepted):
                        *[part for item in base.items() for part in item])
     assert result.returncode == 2 and accepted in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_long_or_strange_venue_name_still_makes_one_readable_page(keys, tmp_path):
+    name = ("Bến xe Miền Đông mới – Cổng số 2 😀 שלום " * 8)[:200]
+    sheet, poster = tmp_path / "sheet.pdf", tmp_path / "poster.pdf"
+    result = run_kiosk("provisioning-code", "make", "--key", str(keys / "provisioning.key"), "--venue-id", "BX-MD",
+                       "--venue-name", name, "--upstream", "https://a.example.vn", "--token", "kt_abcdefghijklmnop1234",
+                       "--issued-at", ISSUED, "--sheet", str(sheet), "--poster", str(poster))
+    assert result.returncode == 0, result.stderr
+    for pdf in (sheet, poster):
+        info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+        assert "Pages:           1" in info
+        assert "Bến xe Miền Đông mới" in pdf_text(pdf)
+    assert "Valid until: 04/06/2024 08:00" in pdf_text(sheet)

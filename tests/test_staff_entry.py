@@ -10,6 +10,8 @@ import time
 
 import pygame
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import run_kiosk
 from kiosk.config import load_config
@@ -49,6 +51,15 @@ def test_a_typed_number_gets_the_checks_of_the_qr(number, year, verdict, field):
     else:
         assert credential.subject and credential.display_name.endswith(credential.subject.split("|")[0][-3:])
         assert "0790900" not in credential.display_name  # the screen shows only the last digits
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40), st.text(max_size=8), st.integers(0, 2**42))
+def test_any_typed_text_gets_a_verdict_never_an_exception(number, year, now_ms):
+    credential = typed_credential(number, year, now_ms)
+    assert credential.verdict in ("accepted", "rejected")
+    if credential.accepted:
+        assert credential.subject.split("|")[0].isdigit() and credential.subject.isascii()
 
 
 def test_a_typed_card_number_is_the_same_visitor_as_the_scanned_card(config):

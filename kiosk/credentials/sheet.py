@@ -61,6 +61,19 @@ def _text(pdf, size: float, text: str, bold: bool = False, colour: tuple[int, in
     pdf.multi_cell(0, height or size * 0.5, text, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
+def _fitting_size(pdf, text: str, size: float, bold: bool, max_lines: int) -> float:  # noqa: ANN001
+    """The largest size, from ``size`` down to 9 pt, at which ``text`` takes at most ``max_lines`` lines."""
+    from fpdf.enums import MethodReturnValue
+
+    while size > 9:
+        pdf.set_font(FAMILY, "B" if bold else "", size)
+        lines = pdf.multi_cell(0, size * 0.5, text, dry_run=True, output=MethodReturnValue.LINES)
+        if len(lines) <= max_lines:
+            break
+        size -= 1
+    return size
+
+
 def _qr(pdf, text: str, side_mm: float) -> None:  # noqa: ANN001
     import segno
 
@@ -88,7 +101,8 @@ def write_sheet(out: Path, code: ProvisioningCode, text: str, max_age_s: float) 
     vi_dir, en_dir = DIRECTION[code.direction]
     _text(pdf, 11, "MÃ CÀI ĐẶT KIOSK GHI NHẬN · CHECK-IN KIOSK SETUP CODE", bold=True, colour=DIM, align="C")
     pdf.ln(3)
-    _text(pdf, 22, code.venue_name, bold=True, align="C", height=10)
+    size = _fitting_size(pdf, code.venue_name, 22, True, 2)  # a long name shrinks: the page keeps its layout
+    _text(pdf, size, code.venue_name, bold=True, align="C", height=size * 0.45)
     _text(pdf, 11, f"Mã địa điểm / Venue ID: {code.venue_id}", align="C", height=6)
     _text(pdf, 11, f"Hướng / Direction: {vi_dir} / {en_dir}", align="C", height=6)
     pdf.ln(3)
@@ -124,7 +138,8 @@ def write_poster(out: Path, venue_name: str, direction: str) -> None:
     pdf.ln(10)
     _text(pdf, 16, "Không có mã QR? Hãy gặp nhân viên.", align="C", height=8)
     _text(pdf, 14, "No QR code? Please see a staff member.", colour=DIM, align="C", height=7)
+    size = _fitting_size(pdf, venue_name, 26, True, 2)
     pdf.set_y(pdf.h - 60)
-    _text(pdf, 26, venue_name, bold=True, align="C", height=12)
+    _text(pdf, size, venue_name, bold=True, align="C", height=size * 0.46)
     _text(pdf, 18, f"{vi_dir} · {en_dir}", align="C", height=9)
     _save(pdf, out)
