@@ -164,7 +164,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "status.sent_ago": ("đã gửi {age} trước", "sent {age} ago"),
     "status.sent_now": ("vừa gửi", "sent just now"),
     "status.queued": ("{n} chờ gửi", "{n} queued"),
-    "status.beacon_on": ("Bluetooth đang phát", "Beacon on"),
+    "status.beacon_on": ("Bluetooth bật", "Beacon on"),
     "status.beacon_off": ("Bluetooth tắt", "Beacon off"),
     "status.nearby": ("~{n} điện thoại", "~{n} phones"),
     "age.minutes": ("{n} phút", "{n} min"),
