@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, Iterable
 
-from kiosk.clock import Clock, new_checkin_id
+from kiosk.clock import Clock, Instant, new_checkin_id
 from kiosk.config import Config
 from kiosk.credentials import Credential, FormatContext, Registry, default_registry
 from kiosk.credentials.base import rejected
@@ -112,7 +112,7 @@ class Pipeline:
         return self.handle_credential(companion_credential(adult_checkin_id), "companion", instant,
                                       companion_of=adult_checkin_id)
 
-    def handle_credential(self, credential: Credential, source: str, instant: Any,
+    def handle_credential(self, credential: Credential, source: str, instant: Instant,
                           companion_of: str | None = None) -> Outcome:
         """Commit an accepted credential (or announce a refusal); a companion is never a repeat."""
         if not credential.accepted:
