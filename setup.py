@@ -33,6 +33,10 @@ SERVER = [
     "argon2-cffi>=23.1",        # console passwords: Argon2id, a memory-hard hash
     "python-multipart>=0.0.9",  # the console's forms (Starlette's form parser)
 ]
+AUTHORITY = [
+    "fpdf2>=2.7",  # the provisioning sheet and poster PDFs (A4, embedded DejaVu: Vietnamese prints and copies as text)
+    "segno>=1.6",  # the QR code on them
+]
 TEST = ["pytest>=8", "hypothesis>=6.100", "httpx>=0.27", "schemathesis>=4",  # schemathesis: API fuzzing from the OpenAPI document
         "selenium>=4.20"]  # the console's browser tests, driving Debian's chromium through /usr/bin/chromedriver
 
@@ -48,8 +52,9 @@ setup(
     extras_require={
         "device": DEVICE,
         "pi": DEVICE + ["bluepy>=1.3"],  # bluepy only on the Pi: it builds a helper against BlueZ
-        "server": SERVER,
-        "test": DEVICE + SERVER + TEST,
+        "server": SERVER + AUTHORITY,
+        "authority": AUTHORITY,
+        "test": DEVICE + SERVER + AUTHORITY + TEST,
     },
     entry_points={"console_scripts": ["kiosk = kiosk.cli:main"]},
 )

@@ -18,6 +18,31 @@ _TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
+def local_zone() -> dt.tzinfo:
+    """Asia/Ho_Chi_Minh; a fixed UTC+7 when tzdata is missing (Vietnam has had no DST since 1975)."""
+    try:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    except ImportError:  # pragma: no cover - Python < 3.9
+        return dt.timezone(dt.timedelta(hours=7), "ICT")
+    try:
+        return ZoneInfo("Asia/Ho_Chi_Minh")
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return dt.timezone(dt.timedelta(hours=7), "ICT")
+
+
+LOCAL_ZONE = local_zone()
+
+
+def local_time(utc_ms: int, zone: dt.tzinfo = LOCAL_ZONE) -> dt.datetime:
+    return dt.datetime.fromtimestamp(utc_ms / 1000, tz=zone)
+
+
+def local_day_start_ms(utc_ms: int, zone: dt.tzinfo = LOCAL_ZONE) -> int:
+    """The UTC milliseconds of the local midnight that began the day ``utc_ms`` falls in ("today" for a venue)."""
+    midnight = local_time(utc_ms, zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    return int(midnight.timestamp() * 1000)
+
+
 def boot_id() -> str:
     try:
         return _BOOT_ID.read_text().strip()

@@ -191,6 +191,9 @@ class ScreenConfig:
     mirror_preview: bool = opt(True, None, "show the camera preview like a mirror, as visitors expect")
     sound: bool = opt(True, None, "play a tone per result")
     volume: float = opt(0.7, between(0, 1))
+    visitor_keypad: bool = opt(False, None, "a keypad on the ready screen for visitors to type their ID number "
+                                            "themselves (venues without staff); false = staff only, behind the PIN")
+    show_today_count: bool = opt(False, None, "show today's check-in count on the ready screen")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, Iterable
 
-from kiosk.clock import Clock, new_checkin_id
+from kiosk.clock import Clock, Instant, new_checkin_id
 from kiosk.config import Config
 from kiosk.credentials import Credential, FormatContext, Registry, default_registry
 from kiosk.credentials.base import rejected
@@ -95,6 +95,26 @@ class Pipeline:
         """Classify, check for a repeat, commit; the event goes out only after the commit."""
         instant = self.clock.now()
         credential = self.registry.classify(payload, FormatContext(now_utc_ms=instant.utc_ms, config=self.config))
+        return self.handle_credential(credential, source, instant)
+
+    def handle_typed(self, number: str, birth_year: str = "", source: str = "manual") -> Outcome:
+        """An ID number typed on the screen's keypad: the QR's checks, then the same path as a scan."""
+        from kiosk.credentials.typed import typed_credential
+
+        instant = self.clock.now()
+        return self.handle_credential(typed_credential(number, birth_year, instant.utc_ms), source, instant)
+
+    def handle_companion(self, adult_checkin_id: str) -> Outcome:
+        """A child without an ID of their own, checked in with the adult whose check-in it links to."""
+        from kiosk.credentials.typed import companion_credential
+
+        instant = self.clock.now()
+        return self.handle_credential(companion_credential(adult_checkin_id), "companion", instant,
+                                      companion_of=adult_checkin_id)
+
+    def handle_credential(self, credential: Credential, source: str, instant: Instant,
+                          companion_of: str | None = None) -> Outcome:
+        """Commit an accepted credential (or announce a refusal); a companion is never a repeat."""
         if not credential.accepted:
             return self._emit(self._outcome(REJECTED, credential, source=source, at=instant.utc_ms))
         if credential.kind == "provisioning":  # a setting for the device, never a visitor
@@ -103,7 +123,7 @@ class Pipeline:
             return self._emit(self._outcome(ERROR, credential, reason="not-provisioned", source=source, at=instant.utc_ms))
         if self.authority_key is None:
             return self._emit(self._outcome(ERROR, credential, reason="no-authority-key", source=source, at=instant.utc_ms))
-        window = self.config.scan.duplicate_window_s
+        window = 0 if companion_of else self.config.scan.duplicate_window_s
 
         def is_repeat(store: Store) -> bool:
             return window > 0 and store.seen_recently(
@@ -118,6 +138,7 @@ class Pipeline:
                 boot_id=instant.boot_id, clock_synced=instant.clock_synced, kind=credential.kind,
                 visitor_ref=visitor_ref(secret, credential.kind, credential.subject),
                 sealed_subject=seal_subject(credential.subject, self.authority_key),
+                source=source, companion_of=companion_of,
             )
             stored = self.store.record_checkin(row, is_repeat)
         except StorageError as exc:

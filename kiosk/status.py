@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import __version__
-from kiosk.clock import boot_id, kernel_clock_synced
+from kiosk.clock import boot_id, kernel_clock_synced, local_day_start_ms
 from kiosk.config import Config
 
 DB_NAME = "kiosk.db"  # kiosk.store.DB_NAME; imported late so `kiosk --version` needs no third-party library
@@ -127,6 +127,8 @@ def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], nee
 
     total, last = conn.execute("SELECT count(*), max(utc_ms) FROM checkins").fetchone()
     f["checkins"] = {"total": total, "last_age_s": _age(now_ms, last)}
+    f["checkins_today"] = conn.execute("SELECT count(*) FROM checkins WHERE utc_ms >= ?",
+                                       [local_day_start_ms(now_ms)]).fetchone()[0]  # since local midnight
     counts = dict(conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
     oldest = conn.execute(
         """SELECT min(c.utc_ms) FROM outbox o JOIN checkins c ON c.id = o.checkin_id
@@ -237,7 +239,7 @@ def render_text(report: Report) -> str:
     if "checkins" in f:
         q = f["queue"]
         lines += [
-            f"check-ins   {f['checkins']['total']} recorded, last {age(f['checkins']['last_age_s'])}",
+            f"check-ins   {f['checkins_today']} today, {f['checkins']['total']} kept, last {age(f['checkins']['last_age_s'])}",
             f"queue       {q['unsent']} waiting, oldest {age(q['oldest_unsent_age_s'], 'none')}; "
             f"{q['acked']} uploaded, {q['dead']} refused",
             f"sync        {f['sync']['state']}, last success {age(f['sync']['last_ok_age_s'])}",

@@ -43,6 +43,8 @@ class CheckinRow:
     kind: str
     visitor_ref: str
     sealed_subject: bytes | None = None
+    source: str = "camera"            # camera, manual (staff keypad, kiosk checkin), keypad (visitor), companion
+    companion_of: str | None = None   # a companion's adult check-in id
 
 
 def _v1(db: sqlite_utils.Database) -> None:
@@ -96,8 +98,16 @@ def _v3_clock_correction(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX checkins_unsynced ON checkins (clock_synced, boot_id)")
 
 
+def _v4_source_and_companions(db: sqlite_utils.Database) -> None:
+    """How a check-in was made (camera, typed by staff or a visitor, companion) and, for a child checked
+    in with an adult, the adult's check-in id (no foreign key: retention deletes rows one by one)."""
+    db.execute("ALTER TABLE checkins ADD COLUMN source TEXT NOT NULL DEFAULT 'camera'")
+    db.execute("ALTER TABLE checkins ADD COLUMN companion_of TEXT")
+
+
 # Append only: migration N takes the schema from version N-1 to N.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2_outbox_queue_order, _v3_clock_correction]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2_outbox_queue_order, _v3_clock_correction,
+                                                             _v4_source_and_companions]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -261,6 +271,10 @@ class Store:
 
     def count_checkins(self) -> int:
         return self.db.execute("SELECT count(*) FROM checkins").fetchone()[0]
+
+    def count_checkins_since(self, utc_ms: int) -> int:
+        """Check-ins (companions included) made at or after ``utc_ms``: "today" for the venue manager."""
+        return self.db.execute("SELECT count(*) FROM checkins WHERE utc_ms >= ?", [utc_ms]).fetchone()[0]
 
     def correct_unsynced_times(self, boot_id: str, now_utc_ms: int, now_monotonic_ns: int) -> int:
         """Give this boot's unsynchronised check-ins their true time: now - (monotonic now - monotonic then).

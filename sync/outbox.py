@@ -16,7 +16,7 @@ from typing import Any, Iterable
 from kiosk.store import Store
 
 ITEM_FIELDS = ("id", "venue_id", "device_id", "direction", "utc_ms", "monotonic_ns", "boot_id", "clock_synced",
-               "kind", "visitor_ref", "sealed_subject")
+               "kind", "visitor_ref", "sealed_subject", "source", "companion_of")
 
 
 def _now_ms() -> int:

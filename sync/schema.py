@@ -17,6 +17,7 @@ Uuid = Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 Millis = Annotated[int, Field(ge=0, le=2**53, description="milliseconds since the Unix epoch, UTC")]
 Base64 = Annotated[str, Field(pattern=r"^[A-Za-z0-9+/]*={0,2}$")]
 ShortText = Annotated[str, Field(max_length=200)]
+Source = Literal["camera", "manual", "keypad", "companion"]
 
 
 class Strict(BaseModel):
@@ -68,6 +69,9 @@ class CheckinItem(Strict):
     visitor_ref: Annotated[str, Field(pattern=r"^[0-9a-f]{16,128}$", description="device-keyed hash of the visitor")]
     sealed_subject: Optional[Annotated[Base64, Field(max_length=8192)]] = Field(
         None, description="identity sealed to the health authority's key (libsodium sealed box), base64")
+    source: Source = Field("camera", description="how the check-in was made: scanned, typed by staff, typed by "
+                                                 "the visitor, or a companion checked in with an adult")
+    companion_of: Optional[Uuid] = Field(None, description="for a companion: the id of the adult's check-in")
 
 
 class CheckinBatch(Strict):
@@ -156,6 +160,8 @@ class TracedCheckin(BaseModel):
     kind: str
     visitor_ref: str
     sealed_subject: Optional[str]
+    source: str
+    companion_of: Optional[str]
     received_ms: int
 
 

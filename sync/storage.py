@@ -67,7 +67,9 @@ CREATE TABLE IF NOT EXISTS checkins (
     kind TEXT NOT NULL,
     visitor_ref TEXT NOT NULL,
     sealed_subject {blob},
-    received_ms {int} NOT NULL
+    received_ms {int} NOT NULL,
+    source TEXT NOT NULL DEFAULT 'camera',
+    companion_of TEXT
 );
 CREATE INDEX IF NOT EXISTS checkins_venue_time ON checkins (venue_id, utc_ms);
 CREATE TABLE IF NOT EXISTS beacon_keys (
@@ -81,7 +83,9 @@ CREATE TABLE IF NOT EXISTS beacon_keys (
 """
 
 CHECKIN_COLUMNS = ("id", "venue_id", "device_id", "direction", "utc_ms", "monotonic_ns", "boot_id",
-                   "clock_synced", "kind", "visitor_ref", "sealed_subject", "received_ms")
+                   "clock_synced", "kind", "visitor_ref", "sealed_subject", "source", "companion_of", "received_ms")
+# Columns added after the first release: (column, definition) for databases created before them.
+ADDED_CHECKIN_COLUMNS = (("source", "TEXT NOT NULL DEFAULT 'camera'"), ("companion_of", "TEXT"))
 
 
 def now_ms() -> int:
@@ -114,6 +118,17 @@ class Storage:
             for statement in SCHEMA.format(blob=blob, int=integer).split(";"):
                 if statement.strip():
                     cur.execute(statement)
+            self._add_missing_columns(cur)
+
+    def _add_missing_columns(self, cur: "_Cursor") -> None:
+        if self.dialect == "postgresql":
+            cur.execute("SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'checkins'")
+        else:
+            cur.execute("SELECT name FROM pragma_table_info('checkins')")
+        present = {r["name"] for r in cur.fetchall()}
+        for column, definition in ADDED_CHECKIN_COLUMNS:
+            if column not in present:
+                cur.execute(f"ALTER TABLE checkins ADD COLUMN {column} {definition}")
 
     # ---- connections --------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -272,7 +287,8 @@ class Storage:
                     results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "venue-mismatch"}
                 else:
                     results[item["id"]] = {"id": item["id"], "status": "stored", "reason": None}
-                    rows.append([item[c] for c in CHECKIN_COLUMNS[:-1]] + [at])
+                    row = {"source": "camera", "companion_of": None, **item}  # items from before those fields
+                    rows.append([row[c] for c in CHECKIN_COLUMNS[:-1]] + [at])
             inserted: set[str] = set()
             for chunk in _chunks(rows, 200):
                 values = ", ".join(["(" + ", ".join("?" * len(CHECKIN_COLUMNS)) + ")"] * len(chunk))
@@ -329,7 +345,7 @@ class Storage:
     def trace(self, venue_id: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
         """Check-ins at a venue with a scan time in [start_ms, end_ms], oldest first."""
         rows = self._query("SELECT id, venue_id, device_id, direction, utc_ms, clock_synced, kind, visitor_ref, "
-                           "sealed_subject, received_ms FROM checkins WHERE venue_id = ? AND utc_ms >= ? AND utc_ms <= ? "
+                           "sealed_subject, source, companion_of, received_ms FROM checkins WHERE venue_id = ? AND utc_ms >= ? AND utc_ms <= ? "
                            "ORDER BY utc_ms, id", [venue_id, start_ms, end_ms])
         for r in rows:
             r["clock_synced"] = bool(r["clock_synced"])

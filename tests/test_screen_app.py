@@ -116,8 +116,10 @@ def key(app: ScreenApp, k: int, char: str = "") -> None:
 def test_each_outcome_gets_its_state(event, reason, kind, state):
     view = view_for_outcome(outcome(event, reason, kind), 4.0, 7.0)
     assert view.state == state
-    if state == "rejected":
-        assert view.code and ("rejected.code", {"code": view.code}) in view.lines  # staff can read the code
+    if event not in ("accepted", "duplicate", "provisioning"):
+        assert view.code == reason or event == "teleported"  # for the maintenance page
+        assert all(key != "rejected.code" for key, _ in view.lines)  # never a raw code on a visitor's screen
+        assert any(key.startswith("reason.") or key.endswith(".detail") for key, _ in view.lines)
     if kind == "provisioning" and event == "rejected":
         assert view.title == "provisioning.refused"  # not "certificate": it is the manager's setup code
 

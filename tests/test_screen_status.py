@@ -35,7 +35,7 @@ def test_poller_reads_statuses_and_queue_from_the_real_database(state_dir):
     assert items["sync"] == ("cloud", "Online · sent 5 min ago · 3 queued")
     assert items["beacon"] == ("beacon", "Beacon on · ~7 phones")
     vi = bar_items(snapshot, "", "vi", now)
-    assert vi["venue"][1] == "Chưa có địa điểm" and vi["sync"][1] == "Trực tuyến · gửi 5 phút trước · 3 chờ gửi"
+    assert vi["venue"][1] == "Chưa có địa điểm" and vi["sync"][1] == "Trực tuyến · đã gửi 5 phút trước · 3 chờ gửi"
 
 
 def test_poller_survives_no_database_and_an_unreadable_one(state_dir):

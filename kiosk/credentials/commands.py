@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--token", required=True, help="the enrollment token the upstream issued for this venue")
     m.add_argument("--issued-at", metavar="ISO8601", help="default: now")
     m.add_argument("--png", type=Path, metavar="OUT", help="also write the code as a QR image")
+    m.add_argument("--sheet", type=Path, metavar="OUT.pdf",
+                   help="also write an A4 sheet for the venue manager: venue, QR code, valid until, the steps")
+    m.add_argument("--poster", type=Path, metavar="OUT.pdf", help="also write an A4 'check in here' poster")
     m.set_defaults(func=cmd_provisioning_make)
 
 
@@ -114,20 +117,43 @@ def cmd_provisioning_make(args: argparse.Namespace) -> int:
     from kiosk.credentials.provisioning import ProvisioningCode, ProvisioningError, make_code
     from kiosk.privacy import read_key
 
+    from kiosk.cli import config_from_args
+    from kiosk.credentials.provisioning import ACCEPTS, public_key_mistake
+
+    for option, out in (("--sheet", args.sheet), ("--poster", args.poster)):
+        if out is not None and (out.suffix.lower() != ".pdf" or not out.absolute().parent.is_dir()):
+            return _fail(f"{option} {out}: accepted is a .pdf file in a folder that exists")
+    config = config_from_args(args)
     key = read_key(str(Path(args.key).absolute()), "--key")
+    mistake = public_key_mistake(Path(args.key), key, config.provisioning.authority_key)  # type: ignore[arg-type]
+    if mistake:
+        return _fail(mistake)
     try:
         issued_ms = parse_instant_ms(args.issued_at) if args.issued_at else time.time_ns() // 1_000_000
     except (ValueError, OverflowError):
-        return _fail(f"--issued-at {args.issued_at!r} is not an ISO 8601 time")
+        return _fail(f"--issued-at {args.issued_at!r} is not an ISO 8601 time (accepted: e.g. 2024-06-01T08:00:00+07:00)")
     code = ProvisioningCode(args.venue_id, args.venue_name, args.direction, args.upstream, args.token,
                             issued_ms // 1000)
     try:
         text = make_code(key, code)  # type: ignore[arg-type]
     except ProvisioningError as exc:
-        return _fail(f"provisioning code not made: {exc} is not acceptable")
+        field = str(exc)
+        return _fail(f"provisioning code not made: {field} is not acceptable; accepted: {ACCEPTS.get(field, field)}")
     if args.png:
         import segno
 
         segno.make(text, error="m", micro=False).save(str(args.png), scale=6, border=4)
+    if args.sheet or args.poster:
+        try:
+            from kiosk.credentials.sheet import write_poster, write_sheet
+        except ImportError as exc:
+            return _fail(f"PDF output needs fpdf2 ({exc.name} is missing): pip install 'venue-kiosk[authority]'")
+        try:
+            if args.sheet:
+                write_sheet(args.sheet, code, text, config.provisioning.max_age_s)
+            if args.poster:
+                write_poster(args.poster, code.venue_name, code.direction)
+        except OSError as exc:
+            return _fail(f"cannot write the PDF: {exc.strerror or exc}")
     print(text)
     return 0

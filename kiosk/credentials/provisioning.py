@@ -23,6 +23,7 @@ import json
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,8 +39,48 @@ _B64URL = re.compile(rb"[A-Za-z0-9_-]+")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 
 
+# What each field accepts, for the message when a value is not acceptable.
+ACCEPTS = {
+    "fields": "exactly v, venue_id, venue_name, direction, upstream_url, enrollment_token, issued_at",
+    "venue_id": "1 to 64 of A-Z a-z 0-9 . _ - (the kiosks' device.venue_id)",
+    "venue_name": "1 to 200 characters, not only spaces, no control characters",
+    "direction": "entry or exit",
+    "upstream_url": "https://host[:port][/path], at most 512 characters, no spaces or user:password "
+                    "(plain http only to localhost, 127.0.0.1 or ::1)",
+    "enrollment_token": "16 to 256 of A-Z a-z 0-9 _ - (as `kiosk upstream token` prints it)",
+    "issued_at": "a time after 1970, e.g. --issued-at 2024-06-01T08:00:00+07:00",
+}
+
+
 class ProvisioningError(ValueError):
     """A provisioning body that cannot be used; the message names the field."""
+
+
+def public_key_mistake(path: Path, key: bytes, configured_public: str) -> str | None:
+    """Why ``key`` (read from ``path``) is a public key and not the signing key, or None.
+
+    A public and a private Ed25519 key are both 32 bytes, so the file is judged by what sits beside
+    it: a ``.pub`` name, the same bytes as a ``*.pub`` file in its folder, or the public key this
+    machine's config gives the kiosks. A code signed with a public key is refused by every kiosk.
+    """
+    from kiosk.privacy import read_key
+
+    suggestion = path.with_suffix(".key").name if path.suffix == ".pub" else "provisioning.key"
+    message = (f"--key {path} is the public key; sign with the private key, {suggestion} in the same folder "
+               "(made by `kiosk authority-keys`)")
+    if path.suffix == ".pub":
+        return message
+    publics = []
+    for sibling in path.absolute().parent.glob("*.pub"):
+        try:
+            publics.append(read_key(str(sibling.absolute()), str(sibling)))
+        except Exception:  # noqa: BLE001 - an unreadable neighbour proves nothing
+            continue
+    try:
+        publics.append(read_key(configured_public, "provisioning.authority_key"))
+    except Exception:  # noqa: BLE001
+        pass
+    return message if key in publics else None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import logging
 import queue
 import time
 from collections import Counter, deque
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ from kiosk.credentials import Credential
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, Outcome
 from kiosk.screen import render
 from kiosk.screen.catalogue import LANGUAGES, other_language
+from kiosk.screen.entry import STAFF_SESSION_S, Keypad
 from kiosk.screen.fonts import Fonts
 from kiosk.screen.layout import Layout
 from kiosk.screen.maintenance import LONG_PRESS_S, Maintenance
@@ -42,6 +44,8 @@ VISITOR_LANGUAGE_S = 60.0     # a visitor's language choice lasts this long afte
 PROVISIONING_TIMEOUT_S = 120.0
 
 ProvisioningHook = Callable[[Credential], "str | None"]  # returns an error to show, or None when applied
+TypedHook = Callable[[str, str, str], None]  # (number, birth year, source): queue the check-in, never block
+CompanionHook = Callable[[str], None]         # (adult's check-in id): queue a companion's check-in
 
 
 class ScreenApp:
@@ -52,7 +56,8 @@ class ScreenApp:
                  now: Callable[[], float] = time.monotonic,
                  wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
                  on_provisioning: ProvisioningHook | None = None,
-                 on_config: Callable[[Config], None] | None = None):
+                 on_config: Callable[[Config], None] | None = None, on_typed: TypedHook | None = None,
+                 on_companion: CompanionHook | None = None):
         self.surface = surface
         self.layout = Layout.for_size(*surface.get_size())
         self.config = config
@@ -61,6 +66,7 @@ class ScreenApp:
         self.status = status or (lambda: StatusSnapshot())
         self.now, self.wall_ms = now, wall_ms
         self.on_provisioning, self.on_config = on_provisioning, on_config
+        self.on_typed, self.on_companion = on_typed, on_companion
         self.lang = config.screen.language
         self._lang_until: float | None = None
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
@@ -73,6 +79,8 @@ class ScreenApp:
         self.provisioning: View | None = None
         self._provisioning_until = 0.0
         self.maintenance = Maintenance(self)
+        self.keypad = Keypad(self)
+        self.companions: dict[str, int] = {}  # adult's check-in id -> companions so far (this result only)
         self.storage_failed = False
         self.errors: deque[tuple[int, str]] = deque(maxlen=20)  # (utc ms, text): codes only, never a visitor
         self.shown: Counter[str] = Counter()
@@ -187,6 +195,8 @@ class ScreenApp:
         return dirty
 
     def _maintenance_key(self, now: float, scene: str) -> tuple[int, int]:
+        if scene == "manual-entry":
+            return (self.keypad.version, 0)
         if scene != "maintenance":
             return (0, 0)
         # the camera test's frame counter is redrawn once a second
@@ -195,6 +205,8 @@ class ScreenApp:
     def _scene(self, now: float, snapshot: StatusSnapshot) -> tuple[str, View | None]:
         if self.maintenance.active:
             return "maintenance", None
+        if self.keypad.active:
+            return "manual-entry", None
         if self.provisioning is not None:
             return "provisioning", self.provisioning
         if self.result is not None:
@@ -228,18 +240,25 @@ class ScreenApp:
         if scene == "maintenance":
             self._buttons, self._preview_rect = self.maintenance.draw(self.surface, self.fonts, self.layout, self.lang,
                                                                       snapshot, self.wall_ms())
+        elif scene == "manual-entry":
+            self._buttons = self.keypad.draw(self.surface, self.fonts, self.layout, self.lang)
         elif scene == "ready":
-            self._preview_rect = render.ready(self.surface, self.fonts, self.layout, self.lang,
-                                              self.config.device.direction, view, self.latest_frame())
+            today = snapshot.checkins_today if self.config.screen.show_today_count else None
+            self._preview_rect, entry = render.ready(self.surface, self.fonts, self.layout, self.lang,
+                                                     self.config.device.direction, view, self.latest_frame(),
+                                                     entry_label=self._entry_label(), today=today)
+            self._buttons["entry"] = entry
             slot = self._frame
             self._drawn_frame = slot[0] if slot else 0
         else:
             assert view is not None
+            if scene == "camera-lost":
+                view = replace(view, actions=(("entry", self._entry_label()),))
             self._buttons = render.result(self.surface, self.fonts, self.layout, view, self.lang)
             if view.seconds and scene == "result":
                 render.progress(self.surface, self.layout, view, 1.0)
         self._buttons["lang"] = self.layout.status_cells()["lang"]
-        name = "maintenance" if scene == "maintenance" else (view.state if scene != "ready" else "ready")
+        name = scene if scene in ("maintenance", "manual-entry") else (view.state if scene != "ready" else "ready")
         if scene == "ready" and view is not None:
             name = f"ready+{view.state}"
         self.shown[name] += 1
@@ -259,12 +278,14 @@ class ScreenApp:
     def show_outcome(self, outcome: Outcome, now: float | None = None) -> View:
         now = self.now() if now is None else now
         view = view_for_outcome(outcome, self.config.screen.result_seconds, self.config.screen.problem_seconds)
+        if outcome.event == ACCEPTED and view.link:
+            view = self._count_companion(outcome, view)
         if outcome.event in (ACCEPTED, DUPLICATE):
             self.storage_failed = False
-        if outcome.event == ERROR:
-            self.errors.append((outcome.at_utc_ms, f"{clean(outcome.event)}: {clean(outcome.reason)[:60]}"))
-            if outcome.reason == "storage-unavailable":
-                self.storage_failed = True
+        if view.code:  # the code is for staff: the maintenance page lists it, the visitor reads words
+            self.errors.append((outcome.at_utc_ms, f"{clean(outcome.event)[:16]}: {view.code}"))
+        if outcome.event == ERROR and outcome.reason == "storage-unavailable":
+            self.storage_failed = True
         if self.maintenance.active:
             return view  # staff are using the screen; the outcome is recorded all the same
         if view.state == "provisioning":
@@ -285,6 +306,7 @@ class ScreenApp:
         if self.provisioning is not None and now >= self._provisioning_until:
             self._finish_provisioning(False, now)
         self.maintenance.tick(now)
+        self.keypad.tick(now)
         if self._lang_until is not None and now >= self._lang_until and self.result is None:
             self.lang, self._lang_until = self.config.screen.language, None
 
@@ -342,8 +364,14 @@ class ScreenApp:
     def _key(self, key: int, char: str, now: float) -> None:
         if self.maintenance.active:
             self.maintenance.key(key, char, now)
+        elif self.keypad.active:
+            self.keypad.key(key, char, now)
         elif key in (pygame.K_F2, pygame.K_m):
             self.open_maintenance(now)
+        elif key == pygame.K_k and self.result is None and self.provisioning is None:
+            self.open_entry(now)
+        elif char == "+" or key in (pygame.K_PLUS, pygame.K_KP_PLUS):
+            self.add_companion()
         elif self.provisioning is not None and key in (pygame.K_RETURN, pygame.K_KP_ENTER):
             self._finish_provisioning(True, now)
         elif self.provisioning is not None and key == pygame.K_ESCAPE:
@@ -361,6 +389,12 @@ class ScreenApp:
             self.toggle_language(now)
         elif self.maintenance.active:
             self.maintenance.click(name, now)
+        elif self.keypad.active:
+            self.keypad.click(name, now)
+        elif name == "entry":
+            self.open_entry(now)
+        elif name == "companion":
+            self.add_companion()
         elif name in ("confirm", "cancel") and self.provisioning is not None:
             self._finish_provisioning(name == "confirm", now)
 
@@ -368,3 +402,57 @@ class ScreenApp:
         """A visitor's switch: lasts a minute after their last action, then back to the configured one."""
         self.lang = other_language(self.lang) if self.lang in LANGUAGES else LANGUAGES[0]
         self._lang_until = now + VISITOR_LANGUAGE_S
+
+    # ---- typing an ID number, and companions ---------------------------------------------------
+    def _entry_label(self) -> str:
+        return "entry.visitor" if self.config.screen.visitor_keypad else "entry.staff"
+
+    def open_entry(self, now: float | None = None) -> None:
+        """The keypad: at once for visitors (``screen.visitor_keypad``) or staff in session, else the PIN first."""
+        now = self.now() if now is None else now
+        if self.config.screen.visitor_keypad:
+            self.keypad.open(now, "keypad")
+        elif now < self.keypad.staff_until:
+            self.keypad.open(now, "manual")
+        else:
+            self.open_maintenance(now)
+            self.maintenance.after_unlock = self._staff_unlocked
+
+    def _staff_unlocked(self, now: float) -> None:
+        self.maintenance.close()
+        self.keypad.staff_until = now + STAFF_SESSION_S
+        self.keypad.open(now, "manual")
+        log.info("screen: staff entry opened")
+
+    def submit_typed(self, number: str, birth_year: str, source: str) -> None:
+        """Hand a typed number to the check-in worker; its outcome comes back like a scan's."""
+        if self.on_typed is None:
+            self._show_local_error("no check-in worker in this process")
+            return
+        self.on_typed(number, birth_year, source)
+
+    def add_companion(self) -> None:
+        """A child with the adult on screen now: one more check-in linked to the adult's."""
+        view = self.result
+        if view is None or not view.link:
+            return
+        if self.on_companion is None:
+            self._show_local_error("no check-in worker in this process")
+            return
+        self.on_companion(view.link)
+
+    def _count_companion(self, outcome: Outcome, view: View) -> View:
+        if outcome.kind != "companion":
+            self.companions = {view.link: 0}
+            return view
+        count = self.companions.get(view.link, 0) + 1
+        self.companions = {view.link: count}
+        return replace(view, lines=view.lines + (("companion.count", {"n": count}),))
+
+    def _show_local_error(self, what: str) -> None:
+        now = self.now()
+        log.error("screen: %s", what)
+        self.errors.append((self.wall_ms(), what))
+        self.result, self._result_since = View("error", "error.title", (("error.detail", {}),),
+                                               seconds=self.config.screen.problem_seconds), now
+        self._result_until = now + self.config.screen.problem_seconds

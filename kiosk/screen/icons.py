@@ -191,6 +191,12 @@ def _draw(name: str, pen: _Pen) -> None:
         if name == "beacon-off":
             pen.line([(0.12, 0.12), (0.88, 0.9)], hole, 0.14)
             pen.line([(0.12, 0.12), (0.88, 0.9)], ink, 0.06)
+    elif name == "keypad":  # twelve keys: typing a number instead of scanning
+        for i in range(12):
+            pen.rect(0.1 + (i % 3) * 0.28, 0.04 + (i // 3) * 0.24, 0.24, 0.2, ink, radius=0.04)
+    elif name == "power":  # the power symbol: the kiosk is starting
+        pen.arc(0.5, 0.55, 0.36, 120, 420, ink, 0.1)
+        pen.line([(0.5, 0.08), (0.5, 0.5)], ink, 0.1)
     elif name == "phone":
         pen.rect(0.27, 0.05, 0.46, 0.9, ink, radius=0.08)
         pen.rect(0.33, 0.14, 0.34, 0.62, hole)
@@ -200,7 +206,8 @@ def _draw(name: str, pen: _Pen) -> None:
 
 
 ICONS = ("tick", "cross", "repeat", "qr", "qr-cross", "shield-tick", "shield-cross", "hourglass", "camera-off",
-         "storage", "clock", "pin", "pin-off", "warning", "gear", "cloud", "cloud-off", "beacon", "beacon-off", "phone")
+         "storage", "clock", "pin", "pin-off", "warning", "gear", "cloud", "cloud-off", "beacon", "beacon-off", "phone",
+         "keypad", "power")
 
 
 def icon(name: str, size: int, ink: RGB, hole: RGB) -> pygame.Surface:

@@ -13,6 +13,12 @@ import pygame
 
 Rect = pygame.Rect
 
+# The smallest text a visitor must read (hints, the second language), in pixels of font size, on the
+# official 7-inch panel (800x480 over 154 mm: 0.193 mm a pixel), from 1 m: a capital letter 10 arc
+# minutes tall (2.9 mm), what a person with 20/40 vision reads, is 15 px; DejaVu Sans's capitals are
+# 0.73 of its size, so 21 px. Larger screens scale it with their shorter side.
+MIN_TEXT_PX_7INCH = 21
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -34,6 +40,7 @@ class Layout:
     clock_px: int
     status_small_px: int
     button_px: int
+    min_text_px: int
 
     @classmethod
     def for_size(cls, width: int, height: int) -> "Layout":
@@ -49,9 +56,9 @@ class Layout:
             width=width, height=height, portrait=portrait, pad=max(6, round(unit * 0.035)),
             status=status, status_rows=rows, main=main, progress=Rect(0, height - bar, width, bar),
             title_px=round(unit * 0.085), second_px=round(unit * 0.05), name_px=round(unit * 0.07),
-            body_px=round(unit * 0.05), small_px=round(unit * 0.038), status_px=status_px,
+            body_px=round(unit * 0.05), small_px=round(unit * 0.046), status_px=status_px,
             venue_px=round(status_px * 1.15), clock_px=round(status_px * 1.3), status_small_px=round(status_px * 0.9),
-            button_px=round(unit * 0.05),
+            button_px=round(unit * 0.05), min_text_px=max(MIN_TEXT_PX_7INCH, round(unit * MIN_TEXT_PX_7INCH / 480)),
         )
 
     @property
@@ -70,7 +77,7 @@ class Layout:
 
     def banner(self) -> Rect:
         """A strip at the bottom of the main area for a lasting problem (clock, storage)."""
-        height = round(self.body_px * 2.6)
+        height = round(self.body_px * (3.4 if self.portrait else 2.6))  # portrait: three lines of readable text
         return Rect(0, self.height - height, self.width, height)
 
     def ready(self, with_banner: bool) -> tuple[Rect, Rect]:
@@ -97,6 +104,15 @@ class Layout:
         icon = Rect(area.left + self.pad, 0, side, side)
         icon.centery = area.centery
         return icon, Rect(icon.right + 2 * self.pad, area.top, area.right - icon.right - 2 * self.pad, area.height)
+
+    def panels(self, portrait_share: float, landscape_share: float) -> tuple[Rect, Rect]:
+        """(information, controls): side by side, or one above the other in portrait (maintenance, keypad)."""
+        area = self.content()
+        if self.portrait:
+            info = Rect(area.x, area.y, area.width, round(area.height * portrait_share))
+            return info, Rect(area.x, info.bottom + self.pad, area.width, area.bottom - info.bottom - self.pad)
+        info = Rect(area.x, area.y, round(area.width * landscape_share), area.height)
+        return info, Rect(info.right + self.pad * 2, area.y, area.right - info.right - self.pad * 2, area.height)
 
     def buttons(self, text: Rect, count: int) -> list[Rect]:
         """``count`` touch buttons side by side along the bottom of ``text``."""

@@ -9,7 +9,7 @@ Changes (direction, language) are saved in the state directory (``kiosk.config.s
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pygame
 
@@ -25,10 +25,31 @@ if TYPE_CHECKING:
     from kiosk.screen.app import ScreenApp
 
 LONG_PRESS_S = 3.0
+DIM_INK = (176, 190, 197)       # secondary lines on the maintenance background
+MESSAGE_INK = (255, 214, 102)   # "Saved", "Wrong PIN"
+KEY_FILL = (69, 90, 100)
+CLOSE_FILL = (120, 40, 40)
 IDLE_CLOSE_S = 120.0
 MAX_PIN_FAILURES = 5
 LOCKOUT_S = 60.0
 PIN_KEYS = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "del", "0", "ok")
+
+
+def keypad(surface: pygame.Surface, fonts: Fonts, layout: Layout, area: pygame.Rect, lang: str, close: str,
+           close_label: str, fill: tuple[int, int, int], ink: tuple[int, int, int]) -> dict[str, pygame.Rect]:
+    """Digits, Delete and OK in a 3x4 grid, and a wide close button under them (the PIN and ID keypads)."""
+    rows, cols = 5, 3
+    gap = max(4, layout.pad // 2)
+    cell_w = (area.width - gap * (cols - 1)) // cols
+    cell_h = (area.height - gap * (rows - 1)) // rows
+    buttons: dict[str, pygame.Rect] = {}
+    for i, name in enumerate(PIN_KEYS):
+        rect = pygame.Rect(area.x + (i % cols) * (cell_w + gap), area.y + (i // cols) * (cell_h + gap), cell_w, cell_h)
+        label = say(f"maintenance.{name}", lang) if name in ("del", "ok") else name
+        buttons[name] = render.button(surface, fonts, rect, label, layout.button_px, fill, ink)
+    bottom = pygame.Rect(area.x, area.y + 4 * (cell_h + gap), area.width, cell_h)
+    buttons[close] = render.button(surface, fonts, bottom, close_label, layout.button_px, CLOSE_FILL, ink)
+    return buttons
 
 
 def _state_label(state: str | None, lang: str) -> str:
@@ -38,22 +59,64 @@ def _state_label(state: str | None, lang: str) -> str:
     return say(key, lang) if key in CATALOGUE else textbox.clean(state)[:40]
 
 
-class Maintenance:
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def keypad_name(key: int, char: str) -> str | None:
+    """The keypad button a key press stands for: a digit, Delete (Backspace) or OK (Enter)."""
+    if char.isdigit() and char.isascii():
+        return char
+    if key == pygame.K_BACKSPACE:
+        return "del"
+    if key in (pygame.K_RETURN, pygame.K_KP_ENTER):
+        return "ok"
+    return None
+
+
+class Panel:
+    """A screen that staff (or a visitor) open over the kiosk's own, and that closes when left alone."""
+
+    idle_close_s = IDLE_CLOSE_S
+
     def __init__(self, app: "ScreenApp"):
         self.app = app
         self.active = False
+        self.message: Any = None
+        self.last_input = 0.0
+        self.version = 0  # bumped on every change, so the app knows to redraw
+
+    def close(self) -> None:
+        self.active, self.message = False, None
+        self.forget()
+        self.version += 1
+
+    def forget(self) -> None:
+        """Drop whatever was typed."""
+
+    def _touch(self, now: float) -> None:
+        self.last_input = now
+        self.version += 1
+
+    def tick(self, now: float) -> None:
+        if self.active and now - self.last_input > self.idle_close_s:
+            self.close()
+
+
+class Maintenance(Panel):
+    def __init__(self, app: "ScreenApp"):
+        super().__init__(app)
         self.stage = "pin"  # pin -> menu <-> camera
         self.entered = ""
         self.message: tuple[str, dict[str, Any]] | None = None
         self.failures = 0
         self.locked_until = 0.0
-        self.last_input = 0.0
-        self.version = 0  # bumped on every change, so the app knows to redraw
         self.camera_since: tuple[float, int] = (0.0, 0)
+        self.after_unlock: Callable[[float], None] | None = None  # e.g. open the staff keypad instead of the menu
 
     # ---- opening and closing -----------------------------------------------------------------
     def open(self, now: float) -> None:
-        self.active, self.stage, self.entered = True, "pin", ""
+        self.active, self.stage, self.entered, self.after_unlock = True, "pin", "", None
         self.message = None if self.app.config.screen.pin else ("maintenance.no_pin", {})
         self._touch(now)
 
@@ -63,17 +126,8 @@ class Maintenance:
         self.stage, self.message = "menu", None
         self._touch(now)
 
-    def close(self) -> None:
-        self.active, self.entered, self.message = False, "", None
-        self.version += 1
-
-    def _touch(self, now: float) -> None:
-        self.last_input = now
-        self.version += 1
-
-    def tick(self, now: float) -> None:
-        if self.active and now - self.last_input > IDLE_CLOSE_S:
-            self.close()
+    def forget(self) -> None:
+        self.entered = ""
 
     # ---- input -------------------------------------------------------------------------------
     def key(self, key: int, char: str, now: float) -> None:
@@ -84,12 +138,9 @@ class Maintenance:
                 self.close()
             return
         if self.stage == "pin":
-            if char.isdigit():
-                self.click(char, now)
-            elif key == pygame.K_BACKSPACE:
-                self.click("del", now)
-            elif key in (pygame.K_RETURN, pygame.K_KP_ENTER):
-                self.click("ok", now)
+            name = keypad_name(key, char)
+            if name is not None:
+                self.click(name, now)
             return
         shortcuts = {pygame.K_d: "direction", pygame.K_l: "language", pygame.K_c: "camera", pygame.K_s: "sync"}
         if key in shortcuts and self.stage == "menu":
@@ -131,6 +182,8 @@ class Maintenance:
         elif name == "ok":
             if hmac.compare_digest(self.entered.encode(), pin.encode()):
                 self.stage, self.message, self.failures = "menu", None, 0
+                if self.after_unlock is not None:
+                    self.after_unlock(now)
             else:
                 self.failures += 1
                 self.message = ("maintenance.pin_wrong", {})
@@ -144,14 +197,7 @@ class Maintenance:
         """Draw the current stage; returns (buttons, camera preview rect or None)."""
         look = LOOKS["maintenance"]
         surface.fill(look.background, layout.main)
-        area = layout.content()
-        if layout.portrait:
-            info = pygame.Rect(area.x, area.y, area.width, round(area.height * 0.45))
-            controls = pygame.Rect(area.x, info.bottom + layout.pad, area.width, area.bottom - info.bottom - layout.pad)
-        else:
-            info = pygame.Rect(area.x, area.y, round(area.width * 0.55), area.height)
-            controls = pygame.Rect(info.right + layout.pad * 2, area.y, area.right - info.right - layout.pad * 2,
-                                   area.height)
+        info, controls = layout.panels(0.45, 0.55)
         if self.stage == "pin":
             return self._draw_pin(surface, fonts, layout, lang, info, controls), None
         if self.stage == "camera":
@@ -162,11 +208,11 @@ class Maintenance:
         if self.message is None:
             return []
         key, params = self.message
-        return [render.Line(say(key, lang, **params), layout.body_px, True, (255, 214, 102), 2)]
+        return [render.Line(say(key, lang, **params), layout.body_px, True, MESSAGE_INK, 2)]
 
     def _draw_pin(self, surface: pygame.Surface, fonts: Fonts, layout: Layout, lang: str, info: pygame.Rect,
                   controls: pygame.Rect) -> dict[str, pygame.Rect]:
-        ink, fill = LOOKS["maintenance"].ink, (69, 90, 100)
+        ink, fill = LOOKS["maintenance"].ink, KEY_FILL
         dots_h = round(layout.title_px * 1.4)
         top = pygame.Rect(info.x, info.y, info.width, (info.height - dots_h) // 2)
         render.stack(surface, fonts, top, [
@@ -180,29 +226,20 @@ class Maintenance:
                      self._message_line(lang, layout), gap=0, valign="top")
         buttons: dict[str, pygame.Rect] = {}
         if self.app.config.screen.pin:
-            rows, cols = 5, 3
-            gap = max(4, layout.pad // 2)
-            cell_w = (controls.width - gap * (cols - 1)) // cols
-            cell_h = (controls.height - gap * (rows - 1)) // rows
-            for i, name in enumerate(PIN_KEYS):
-                rect = pygame.Rect(controls.x + (i % cols) * (cell_w + gap), controls.y + (i // cols) * (cell_h + gap),
-                                   cell_w, cell_h)
-                label = say(f"maintenance.{name}", lang) if name in ("del", "ok") else name
-                buttons[name] = render.button(surface, fonts, rect, label, layout.button_px, fill, ink)
-            close = pygame.Rect(controls.x, controls.y + 4 * (cell_h + gap), controls.width, cell_h)
-        else:
-            close = layout.buttons(controls, 1)[0]
-        buttons["close"] = render.button(surface, fonts, close, say("maintenance.close", lang), layout.button_px,
-                                         (120, 40, 40), ink)
+            return keypad(surface, fonts, layout, controls, lang, "close", say("maintenance.close", lang), fill, ink)
+        buttons["close"] = render.button(surface, fonts, layout.buttons(controls, 1)[0], say("maintenance.close", lang),
+                                         layout.button_px, CLOSE_FILL, ink)
         return buttons
 
     def _status_lines(self, lang: str, layout: Layout, snapshot: StatusSnapshot, now_utc_ms: int) -> list[render.Line]:
-        ink, dim = LOOKS["maintenance"].ink, (176, 190, 197)
+        ink, dim = LOOKS["maintenance"].ink, DIM_INK
         config = self.app.config
         sync = _state_label(snapshot.state("sync"), lang)
         if snapshot.last_upload_ms is not None:
             sync += " · " + say("status.sent_ago", lang, age=age_text((now_utc_ms - snapshot.last_upload_ms) / 1000, lang))
         values = [
+            ("maintenance.today", {"today": _count(snapshot.checkins_today),
+                                   "since_start": _count(snapshot.checkins_since_start)}),
             ("maintenance.camera", {"value": _state_label(snapshot.state("camera"), lang)}),
             ("maintenance.store", {"value": _state_label(snapshot.state("store") or "ok", lang)}),
             ("maintenance.disk", {"mb": "?" if snapshot.disk_free_bytes is None else snapshot.disk_free_bytes // 2**20}),
@@ -226,7 +263,7 @@ class Maintenance:
 
     def _draw_menu(self, surface: pygame.Surface, fonts: Fonts, layout: Layout, lang: str, info: pygame.Rect,
                    controls: pygame.Rect, snapshot: StatusSnapshot, now_utc_ms: int) -> dict[str, pygame.Rect]:
-        ink, fill = LOOKS["maintenance"].ink, (69, 90, 100)
+        ink, fill = LOOKS["maintenance"].ink, KEY_FILL
         render.stack(surface, fonts, info, self._status_lines(lang, layout, snapshot, now_utc_ms) +
                      self._message_line(lang, layout), gap=2, valign="top")
         direction = say(f"result.direction.{self.app.config.device.direction}", lang)
@@ -245,7 +282,7 @@ class Maintenance:
             rect = pygame.Rect(controls.x + (i % columns) * (cell_w + gap), controls.y + (i // columns) * (cell_h + gap),
                                cell_w, cell_h)
             buttons[name] = render.button(surface, fonts, rect, label, layout.button_px,
-                                          (120, 40, 40) if name == "close" else fill, ink)
+                                          CLOSE_FILL if name == "close" else fill, ink)
         return buttons
 
     def camera_rect(self, layout: Layout) -> pygame.Rect:
@@ -276,5 +313,5 @@ class Maintenance:
                         layout.small_px, False, ink, 2),
         ], gap=layout.pad // 2, valign="top")
         buttons = {"back": render.button(surface, fonts, back, say("maintenance.back", lang), layout.button_px,
-                                         (69, 90, 100), ink)}
+                                         KEY_FILL, ink)}
         return buttons, preview

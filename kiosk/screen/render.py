@@ -18,10 +18,11 @@ from kiosk.screen.catalogue import other_language, say
 from kiosk.screen.fonts import Fonts
 from kiosk.screen.icons import draw_icon
 from kiosk.screen.layout import Layout
-from kiosk.screen.states import LOOKS, RGB, View
+from kiosk.screen.states import LOOKS, MIN_CONTRAST, RGB, Look, View, contrast
 
 GREY_PALETTE = [(i, i, i) for i in range(256)]
 PREVIEW_EMPTY = (34, 40, 48)
+PREVIEW_WAITING_INK = (200, 205, 210)
 AIM = (255, 255, 255)
 AIM_SHADOW = (0, 0, 0)
 
@@ -40,9 +41,20 @@ class Line:
     max_lines: int = 1
 
 
+def secondary_ink(look: Look) -> RGB:
+    """The dimmer ink of second-language and hint lines: as far towards the background as keeps
+    4.5:1 contrast (WCAG's minimum for body text), never further."""
+    for step in range(35, -1, -1):
+        colour = mix(look.ink, look.background, step / 100)
+        if contrast(colour, look.background) >= MIN_CONTRAST:
+            return colour
+    return look.ink
+
+
 def stack(surface: pygame.Surface, fonts: Fonts, box: pygame.Rect, lines: list[Line], gap: int,
-          valign: str = "middle", align: str = "left") -> pygame.Rect:
-    """Lines of text one under another in ``box``; everything shrinks together if they do not fit."""
+          valign: str = "middle", align: str = "left", min_size: int = 8) -> pygame.Rect:
+    """Lines of text one under another in ``box``; everything shrinks together if they do not fit,
+    but no line below ``min_size`` pixels (a line that still does not fit is cut with "…")."""
     lines = [line for line in lines if line.text]
     if not lines or box.width <= 0 or box.height <= 0:
         return pygame.Rect(box.x, box.y, 0, 0)
@@ -50,8 +62,9 @@ def stack(surface: pygame.Surface, fonts: Fonts, box: pygame.Rect, lines: list[L
     for _ in range(8):
         heights = []
         for line in lines:
-            size = max(8, round(line.size * scale))
-            fitted = textbox.fit(fonts, line.text, pygame.Rect(0, 0, box.width, 10**6), size, line.bold, line.max_lines)
+            size = max(min(min_size, line.size), round(line.size * scale))
+            fitted = textbox.fit(fonts, line.text, pygame.Rect(0, 0, box.width, 10**6), size, line.bold, line.max_lines,
+                                 _floor(size, min_size))
             heights.append(len(fitted.lines) * fitted.line_height)
         total = sum(heights) + gap * (len(lines) - 1)
         if total <= box.height:
@@ -61,10 +74,16 @@ def stack(surface: pygame.Surface, fonts: Fonts, box: pygame.Rect, lines: list[L
     for line, height in zip(lines, heights):
         cell = pygame.Rect(box.left, y, box.width, height).clip(box)
         if cell.height > 0:
-            textbox.draw(surface, fonts, line.text, cell, max(8, round(line.size * scale)), line.colour, line.bold,
-                         line.max_lines, align=align)
+            size = max(min(min_size, line.size), round(line.size * scale))
+            textbox.draw(surface, fonts, line.text, cell, size, line.colour, line.bold, line.max_lines, align=align,
+                         min_size=_floor(size, min_size))
         y += height + gap
     return box
+
+
+def _floor(size: int, min_size: int) -> int | None:
+    """The smallest size a line may shrink to when fitting its width (None: the text module's default)."""
+    return min(size, min_size) if min_size > 8 else None
 
 
 def button(surface: pygame.Surface, fonts: Fonts, rect: pygame.Rect, label: str, size: int, fill: RGB, ink: RGB,
@@ -141,13 +160,19 @@ def preview(surface: pygame.Surface, fonts: Fonts, layout: Layout, rect: pygame.
 
 # ---- whole screens -------------------------------------------------------------------------------
 def ready(surface: pygame.Surface, fonts: Fonts, layout: Layout, lang: str, direction: str, banner: View | None,
-          frame: np.ndarray | None) -> pygame.Rect:
-    """The waiting screen; returns the preview rectangle (redrawn alone as frames arrive)."""
+          frame: np.ndarray | None, entry_label: str = "entry.staff",
+          today: int | None = None) -> tuple[pygame.Rect, pygame.Rect]:
+    """The waiting screen; returns the preview rectangle (redrawn alone as frames arrive) and the
+    button that opens the ID-number keypad."""
     look = LOOKS["ready"]
     surface.fill(look.background, layout.main)
     preview_rect, text_rect = layout.ready(banner is not None)
     preview(surface, fonts, layout, preview_rect, frame, lang)
-    dim = mix(look.ink, look.background, 0.35)
+    entry = layout.buttons(text_rect, 1)[0]
+    entry = button(surface, fonts, entry, say(entry_label, lang), layout.button_px, look.background, look.ink,
+                   outline=True)
+    text_rect = pygame.Rect(text_rect.x, text_rect.y, text_rect.width, entry.top - layout.pad - text_rect.y)
+    dim = secondary_ink(look)
     icon_side = min(text_rect.width // 3, round(layout.title_px * 2.2))
     icon_rect = pygame.Rect(text_rect.x, text_rect.y, icon_side, icon_side)
     if not layout.portrait:
@@ -161,10 +186,11 @@ def ready(surface: pygame.Surface, fonts: Fonts, layout: Layout, lang: str, dire
         Line(say("ready.hint", lang), layout.small_px, False, dim, 3),
         Line(say(f"ready.direction.{direction}", lang) + " · " + say(f"ready.direction.{direction}", second),
              layout.body_px, True, look.ink),
-    ], gap=layout.pad // 2, valign="top" if not layout.portrait else "middle")
+        Line(say("ready.today", lang, n=today) if today is not None else "", layout.small_px, False, look.ink),
+    ], gap=layout.pad // 2, valign="top" if not layout.portrait else "middle", min_size=layout.min_text_px)
     if banner is not None:
         draw_banner(surface, fonts, layout, banner, lang)
-    return preview_rect
+    return preview_rect, entry
 
 
 def draw_banner(surface: pygame.Surface, fonts: Fonts, layout: Layout, banner: View, lang: str) -> pygame.Rect:
@@ -175,7 +201,8 @@ def draw_banner(surface: pygame.Surface, fonts: Fonts, layout: Layout, banner: V
     draw_icon(surface, look.icon, pygame.Rect(layout.pad, rect.y + layout.pad // 2, side, side), look.ink,
               look.background)
     box = pygame.Rect(2 * layout.pad + side, rect.y + 4, rect.width - 3 * layout.pad - side, rect.height - 8)
-    textbox.draw(surface, fonts, say(banner.title, lang), box, layout.body_px, look.ink, bold=True, max_lines=2)
+    textbox.draw(surface, fonts, say(banner.title, lang), box, layout.body_px, look.ink, bold=True, max_lines=3,
+                 min_size=layout.min_text_px)
     return rect
 
 
@@ -206,7 +233,7 @@ def result(surface: pygame.Surface, fonts: Fonts, layout: Layout, view: View, la
     surface.fill(look.background, layout.main)
     icon_rect, text_rect = layout.result()
     draw_icon(surface, look.icon, icon_rect, look.ink, look.background)
-    dim = mix(look.ink, look.background, 0.3)
+    dim = secondary_ink(look)
     second = other_language(lang)
     lines = [Line(say(view.title, lang), layout.title_px, True, look.ink, 2),
              Line(say(view.title, second), layout.second_px, False, dim, 2)]
@@ -221,12 +248,19 @@ def result(surface: pygame.Surface, fonts: Fonts, layout: Layout, view: View, la
                                     look.ink, look.background)
         buttons["cancel"] = button(surface, fonts, cancel, say("provisioning.cancel", lang), layout.button_px,
                                    look.background, look.ink, outline=True)
+    if view.actions:
+        rects = layout.buttons(text_rect, len(view.actions))
+        text_rect = pygame.Rect(text_rect.x, text_rect.y, text_rect.width, rects[0].top - layout.pad - text_rect.y)
+        for (name, label), rect in zip(view.actions, rects):
+            buttons[name] = button(surface, fonts, rect, say(label, lang), layout.button_px, look.background,
+                                   look.ink, outline=True)
     for key, params in view.lines:
         small = key == "rejected.code"
         lines.append(Line(say(key, lang, **params), layout.small_px if small else layout.body_px, False,
                           dim if small else look.ink, 1 if small else 2))
     stack(surface, fonts, text_rect, lines, gap=max(2, layout.pad // 3),
-          align="center" if layout.portrait else "left", valign="top" if layout.portrait else "middle")
+          align="center" if layout.portrait else "left", valign="top" if layout.portrait else "middle",
+          min_size=layout.min_text_px)
     return buttons
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from kiosk.desk import CheckinDesk
 from kiosk.health import ScannerHealth
 from kiosk.pipeline import Pipeline
 from kiosk.service import LoopStats, run_scanner
@@ -42,7 +43,9 @@ def run_with_screen(pipeline: Pipeline, stop: threading.Event, seconds: float | 
         pygame.quit()
         return run_scanner(pipeline, stop, seconds, camera_factory=camera_factory), None
     log.info("screen: %dx%d on SDL video driver %s", *surface.get_size(), pygame.display.get_driver())
-    from kiosk.screen.samples import prewarm
+    from kiosk.screen.samples import prewarm, show_starting
+
+    show_starting(surface, fonts, config.screen.language)  # the first frame: never a black window while we load
 
     prewarm(fonts, surface.get_size(), config.state_dir)
     try:
@@ -55,8 +58,15 @@ def run_with_screen(pipeline: Pipeline, stop: threading.Event, seconds: float | 
     def use_config(new_config) -> None:  # noqa: ANN001 - maintenance changed direction or language
         pipeline.config = new_config
 
+    desk = CheckinDesk(config, pipeline.sinks)
+
+    def use_config_everywhere(new_config) -> None:  # noqa: ANN001
+        use_config(new_config)
+        desk.config = new_config
+
     app = ScreenApp(surface, config, fonts=fonts, sounds=sounds, status=lambda: poller.latest,
-                    on_provisioning=on_provisioning, on_config=use_config)
+                    on_provisioning=on_provisioning, on_config=use_config_everywhere, on_typed=desk.typed,
+                    on_companion=desk.companion)
     if screenshots is not None:
         screenshots.mkdir(parents=True, exist_ok=True)
         app.on_shown.append(lambda name, image: pygame.image.save(
@@ -93,6 +103,7 @@ def run_with_screen(pipeline: Pipeline, stop: threading.Event, seconds: float | 
     finally:
         stop.set()
         scanner.join()
+        desk.stop()
         poller.stop()
         pipeline.sinks.remove(app.post_outcome)
         pygame.quit()

@@ -21,10 +21,11 @@ from kiosk.events import DUPLICATE, ERROR, PROVISIONING, Outcome
 from kiosk.screen.app import ScreenApp
 from kiosk.screen.fonts import Fonts
 from kiosk.screen.sounds import Sounds
-from kiosk.screen.states import SCREENSHOT_STATES
+from kiosk.screen.states import SCREENSHOT_STATES, STARTING
 from kiosk.screen.statusbar import StatusSnapshot
 
 SAMPLE_NAME = "Nguyễn V. A."
+SAMPLE_CHECKIN = "0b6f7a52-9d1c-4e3b-a0f4-7c2e8d915a10"
 
 
 def sample_config(lang: str, state_dir: Path) -> Config:
@@ -43,7 +44,7 @@ def sample_snapshot(now_ms: int, **changes: object) -> StatusSnapshot:
                   "beacon": {"state": "advertising", "detail": {"slot": 57}, "updated_ms": now_ms},
                   "nearby": {"state": "ok", "detail": {"phones": 12, "window_s": 300.0}, "updated_ms": now_ms}},
         outbox={"pending": 3, "inflight": 0, "acked": 1520, "dead": 0},
-        disk_free_bytes=12 * 2**30, clock_synced=True, taken_utc_ms=now_ms)
+        disk_free_bytes=12 * 2**30, clock_synced=True, taken_utc_ms=now_ms, checkins_today=148, checkins_since_start=37)
     return replace(snapshot, **changes)  # type: ignore[arg-type]
 
 
@@ -62,7 +63,9 @@ def sample_outcome(state: str, now_ms: int) -> Outcome | None:
         return Outcome(event=event, reason=reason, kind=kind, direction="entry", at_utc_ms=now_ms, credential=credential)
 
     return {
-        "accepted": lambda: outcome("accepted", "ok", "cccd", SAMPLE_NAME),
+        "accepted": lambda: replace(outcome("accepted", "ok", "cccd", SAMPLE_NAME), checkin_id=SAMPLE_CHECKIN),
+        "companion": lambda: replace(outcome("accepted", "ok", "companion", companion_of=SAMPLE_CHECKIN),
+                                     checkin_id="5f0c3d1e-2b7a-4c9d-8e6f-102938475601"),
         "duplicate": lambda: outcome(DUPLICATE, "already-checked-in", "cccd", SAMPLE_NAME),
         "unrecognized": lambda: outcome("rejected", "not-recognised", "unknown"),
         "certificate-valid": lambda: outcome("accepted", "ok", "hc1", "Trần T. B."),
@@ -97,6 +100,11 @@ def staged_app(state: str, surface: pygame.Surface, lang: str, state_dir: Path, 
         app.post_outcome(outcome)
     if state == "maintenance":
         app.maintenance.unlock(app.now())
+    if state == "manual-entry":
+        app.keypad.open(app.now(), "manual")
+        app.keypad.number = "079090"  # half typed
+    if state == "starting":
+        app.result, app._result_until = STARTING, float("inf")
     return app
 
 
@@ -112,3 +120,13 @@ def prewarm(fonts: Fonts, size: tuple[int, int], state_dir: Path) -> None:
             app = staged_app(state, surface, lang, state_dir, fonts=fonts)
             app.log_shown = False
             app.step([])
+
+
+def show_starting(surface: pygame.Surface, fonts: Fonts, lang: str) -> None:
+    """The start-up screen, drawn and shown at once: loading takes seconds on a Pi."""
+    from kiosk.screen import render
+    from kiosk.screen.layout import Layout
+
+    surface.fill(STARTING.look.background)
+    render.result(surface, fonts, Layout.for_size(*surface.get_size()), STARTING, lang)
+    pygame.display.flip()

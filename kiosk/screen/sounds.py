@@ -32,6 +32,8 @@ PATTERNS: dict[str, list[tuple[float, int, int, str]]] = {
     "error": [(250, 160, 80, "buzz"), (250, 160, 0, "buzz")],
     "provisioning": [(1047, 120, 20, "sine"), (1568, 300, 0, "sine")],
     "maintenance": [(2000, 18, 0, "sine")],                                 # a key click
+    "manual-entry": [(1500, 30, 30, "sine"), (2000, 18, 0, "sine")],        # the keypad opens
+    "starting": [(660, 60, 0, "sine")],                                     # never played: silence at start-up
 }
 
 

@@ -34,6 +34,7 @@ log = logging.getLogger("kiosk.screen")
 ONLINE_STATES = {"online", "ok", "idle", "uploading", "synced", "connected"}
 BEACON_ON_STATES = {"advertising", "on", "ok"}
 HEALTHY_STATES = ONLINE_STATES | BEACON_ON_STATES | {"recovered"}
+COUNT_INTERVAL_S = 10.0  # the day's count is refreshed this often (it scans the day's rows)
 MIN_FREE_BYTES = 8 * 2**20  # below this SQLite will soon fail to commit: warn before it does
 
 BAR_BACKGROUND = (10, 18, 30)
@@ -51,6 +52,8 @@ class StatusSnapshot:
     clock_synced: bool = True
     problem: str = ""  # reading the database failed (shown on the maintenance screen)
     taken_utc_ms: int = 0
+    checkins_today: int | None = None        # since local midnight, companions included
+    checkins_since_start: int | None = None  # since this screen process started
 
     def state(self, component: str) -> str | None:
         entry = self.statuses.get(component)
@@ -111,7 +114,8 @@ class StatusSnapshot:
         return found
 
 
-def read_snapshot(store: Any, state_dir: Path, assume_synced: bool) -> StatusSnapshot:
+def read_snapshot(store: Any, state_dir: Path, assume_synced: bool,
+                  counts: tuple[int | None, int | None] = (None, None)) -> StatusSnapshot:
     from kiosk.clock import kernel_clock_synced
 
     try:
@@ -119,8 +123,10 @@ def read_snapshot(store: Any, state_dir: Path, assume_synced: bool) -> StatusSna
         free: int | None = stat.f_bavail * stat.f_frsize
     except OSError:
         free = None
+    now_ms = time.time_ns() // 10**6
     return StatusSnapshot(statuses=store.statuses(), outbox=store.outbox_counts(), disk_free_bytes=free,
-                          clock_synced=assume_synced or kernel_clock_synced(), taken_utc_ms=time.time_ns() // 10**6)
+                          clock_synced=assume_synced or kernel_clock_synced(), taken_utc_ms=now_ms,
+                          checkins_today=counts[0], checkins_since_start=counts[1])
 
 
 class StatusPoller:
@@ -128,6 +134,9 @@ class StatusPoller:
 
     def __init__(self, state_dir: Path, assume_synced: bool, interval: float = 1.0):
         self.state_dir, self.assume_synced, self.interval = state_dir, assume_synced, interval
+        self.started_utc_ms = time.time_ns() // 10**6
+        self._counts: tuple[int | None, int | None] = (None, None)
+        self._counted_at = -COUNT_INTERVAL_S
         self.latest = StatusSnapshot(clock_synced=True)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="screen-status", daemon=True)
@@ -149,7 +158,9 @@ class StatusPoller:
         try:
             if self._store is None:
                 self._store = Store.reader(self.state_dir)
-            self.latest = read_snapshot(self._store, self.state_dir, self.assume_synced)
+            if time.monotonic() - self._counted_at >= COUNT_INTERVAL_S:
+                self._counts, self._counted_at = self._count(), time.monotonic()
+            self.latest = read_snapshot(self._store, self.state_dir, self.assume_synced, self._counts)
         except Exception as exc:  # noqa: BLE001 - a status read must never take the screen down
             log.warning("screen: cannot read the state database: %s", exc)
             self.latest = StatusSnapshot(statuses=self.latest.statuses, outbox=self.latest.outbox,
@@ -158,6 +169,13 @@ class StatusPoller:
                                          taken_utc_ms=time.time_ns() // 10**6)
             self._close()
         return self.latest
+
+    def _count(self) -> tuple[int, int]:
+        """(today, since this process started): a scan of the day's rows, so not at every poll."""
+        from kiosk.clock import local_day_start_ms
+
+        today = local_day_start_ms(time.time_ns() // 10**6)
+        return self._store.count_checkins_since(today), self._store.count_checkins_since(self.started_utc_ms)
 
     def _close(self) -> None:
         if self._store is not None:
@@ -219,8 +237,11 @@ def draw_bar(surface: pygame.Surface, layout: Layout, fonts: Fonts, items: dict[
             box = pygame.Rect(cell.x + side + em // 2, cell.y, max(0, cell.width - side - em // 2), cell.height)
         if name == "clock":
             textbox.draw(surface, fonts, words, box, layout.clock_px, BAR_INK, bold=True, align="right")
-        elif name == "venue":
-            textbox.draw(surface, fonts, words, box, layout.venue_px, BAR_INK, bold=True)
+        elif name == "venue":  # one line, a little smaller if need be; two lines when it must
+            one_line = textbox.fit(fonts, words, box, layout.venue_px, True, 1, round(em * 0.85))
+            lines = 2 if "".join(one_line.lines).endswith("…") else 1
+            textbox.draw(surface, fonts, words, box, layout.venue_px, BAR_INK, bold=True, max_lines=lines,
+                         min_size=round(em * (0.7 if lines == 2 else 0.85)))
         else:
             textbox.draw(surface, fonts, words, box, layout.status_small_px, BAR_INK, max_lines=2,
                          min_size=round(em * 0.7))
