@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "screen": "kiosk.screen.bench:bench_screen",
     "scanner": "scanner.bench:bench_scanner",
     "appliance": "kiosk.appliance_bench:bench_appliance",
+    "efficiency": "kiosk.efficiency_bench:bench_efficiency",
 }
 
 
@@ -93,7 +94,7 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "scan_to_commit_ms": {"p50": round(percentile(latencies, 50), 2), "p99": round(percentile(latencies, 99), 2),
                               "max": round(max(latencies), 2), "mean": round(statistics.fmean(latencies), 2)},
         "sustained_scans_per_s": round(len(latencies) / busy, 1),
-        "synchronous": pipeline.store.db.execute("PRAGMA synchronous").fetchone()[0] == 2 and "FULL",
+        "synchronous": pipeline.store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2 and "FULL",
         "rss_mb": {"start": round(rss_start, 1), "after_scans": round(rss_mb(), 1)},
     }
     if args.soak_seconds:

@@ -186,7 +186,7 @@ class Uploader:
         return True
 
     def _data_version(self) -> int:
-        return self.store.db.execute("PRAGMA data_version").fetchone()[0]
+        return self.store.conn.execute("PRAGMA data_version").fetchone()[0]
 
     def _backoff(self) -> float:
         wait = self._delay(max(0, self._failures - 1))
