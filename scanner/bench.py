@@ -168,11 +168,11 @@ def bench_scanner(args: argparse.Namespace) -> dict[str, Any]:
         "live_decoder": {"read_target": live.rate("target"), "read_overall": live.rate("overall"),
                          "how": "each frame with a code held for 3 frames (fresh sensor noise, sigma 3) in front of "
                                 "the kiosk's live decoder (scanner/live.py), one decoder for the whole corpus"},
-        "idle_cost_vs_pyzbar": idle,
+        "idle_cost_vs_pyzbar": idle,  # of decode_frame, every stage on every frame: the kiosk's idle frames
+        # go through scanner/live.py instead, measured by `kiosk bench efficiency` against raw zxing-cpp
         "targets": {
             "pipeline >= 98% where >= 3 px/module and blur <= 1.5": pipeline["decode_rate"]["target"] >= 0.98,
             "pipeline overall above every other configuration": all(pipeline["decode_rate"]["overall"] > o for o in others),
-            "idle frames <= 1.3x raw pyzbar (median per-frame ratio)": all(v["median_ratio"] <= 1.3 for v in idle.values()),
             "decode p50 <= 10 ms at 640x480 (frames with a code)":
                 pipeline["ms_per_frame"].get("640x480", {}).get("code", {}).get("p50", float("inf")) <= 10,
             "zero false positives on empty scenes": pipeline["false_positives"] == 0,
