@@ -106,15 +106,43 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
             "client": summary, "upstream_stored": stored["total"], "upstream_distinct": stored["distinct"],
             "client_rss_mb": {"max_sampled": round(max(samples) / 1024, 1), "peak_vmhwm": round(peak / 1024, 1),
                               "samples": len(samples)},
-            "target": {"seconds": 30, "rss_mb": 100},
+            "target": {"seconds": 10, "rss_mb": 50},
         })
     finally:
         _stop(upstream)
+    result["floor_executemany_s"] = executemany_floor(work / "floor.db", backlog)
+    result["ratio_to_floor"] = round(result["seconds"] / result["floor_executemany_s"], 1) if "seconds" in result else None
     result["upstream_ingest"] = {"sqlite": ingest_rate(str(work / "ingest.db"))}
     pg_url = getattr(args, "pg_url", None) or os.environ.get("KIOSK_BENCH_PG_URL")
     result["upstream_ingest"]["postgresql"] = ingest_rate(pg_url) if pg_url else \
         "not measured: no PostgreSQL URL given (--pg-url postgresql://... or $KIOSK_BENCH_PG_URL)"
     return result
+
+
+def executemany_floor(path: Path, rows: int) -> float:
+    """The floor: the same number of rows inserted into the upstream's table by one executemany, in
+    one WAL + synchronous=FULL transaction (no network, no signatures, no JSON)."""
+    import uuid
+
+    from sync.storage import CHECKIN_COLUMNS, Storage
+
+    Storage(str(path)).close()  # the upstream's schema
+    now = time.time_ns() // 1_000_000
+    values = [(str(uuid.uuid4()), VENUE, "bench-device", "entry", now - n, n, "bench", 1, "personal",
+               os.urandom(32).hex(), os.urandom(80), now) for n in range(rows)]
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    started = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(f"INSERT INTO checkins ({', '.join(CHECKIN_COLUMNS)}) VALUES ({', '.join('?' * len(CHECKIN_COLUMNS))})",
+                     values)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return round(elapsed, 2)
 
 
 def ingest_rate(db: str, batches: int = 60, batch_size: int = 500, threads: int = 2) -> dict[str, Any]:
