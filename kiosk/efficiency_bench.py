@@ -328,10 +328,7 @@ def peak_memory(work: Path, config: Path) -> dict[str, Any]:
 
     from kiosk.store import Store
     from sync.backlog import seed_backlog
-    from sync.bench import VENUE, _stop, start_upstream
-    from sync.enroll import provision
-    from sync.storage import Storage
-    from kiosk.config import load_config
+    from sync.bench import VENUE, _stop, enrolled_device, start_upstream
 
     synthetic = write_config(work, '[camera]\nbackend = "synthetic"\nsynthetic_script = "unique"\nfps = 15\n',
                              "synthetic")
@@ -348,13 +345,9 @@ def peak_memory(work: Path, config: Path) -> dict[str, Any]:
     db = str(work / "upstream.db")
     upstream, url = start_upstream(db)
     try:
-        sync_config = work / "sync.toml"
-        sync_config.write_text(f'[device]\nid = "bench-sync"\nstate_dir = "{work / "sync-state"}"\n'
-                               '[clock]\nassume_synced = true\n', encoding="utf-8")
-        storage = Storage(db)
-        provision(load_config(sync_config), url, storage.create_token("enroll", VENUE, ttl_s=600), VENUE)
-        storage.close()
-        store = Store.open(work / "sync-state")
+        (work / "sync").mkdir(exist_ok=True)
+        sync_config = enrolled_device(work / "sync", db, url, "bench-sync")
+        store = Store.open(work / "sync" / "state")
         seed_backlog(store, 5000, VENUE, "bench-sync", bytes(PrivateKey.generate().public_key))
         store.close()
         result["kiosk sync --once"] = _peak_of(_kiosk_argv("--config", str(sync_config), "--log-level", "WARNING",

@@ -56,13 +56,27 @@ def _rss_kb(pid: int) -> tuple[int, int]:
     return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
 
 
+def enrolled_device(work: Path, db: str, url: str, device_id: str) -> Path:
+    """A device config (state in ``work/state``) enrolled with the upstream at ``url``; returns its path."""
+    from kiosk.config import load_config
+    from sync.enroll import provision
+    from sync.storage import Storage
+
+    config_file = work / "kiosk.toml"
+    config_file.write_text(f'[device]\nid = "{device_id}"\nstate_dir = "{work / "state"}"\n'
+                           '[clock]\nassume_synced = true\n', encoding="utf-8")
+    storage = Storage(db)
+    provision(load_config(config_file), url, storage.create_token("enroll", VENUE, ttl_s=600), VENUE)
+    storage.close()
+    return config_file
+
+
 def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     from nacl.public import PrivateKey
 
-    from kiosk.config import Config, load_config
+    from kiosk.config import Config
     from kiosk.store import Store
     from sync.backlog import seed_backlog
-    from sync.enroll import provision
     from sync.storage import Storage
 
     backlog = int(getattr(args, "backlog", None) or 100_000)
@@ -71,12 +85,7 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     upstream, url = start_upstream(db)
     result: dict[str, Any] = {"backlog": backlog}
     try:
-        config_file = work / "kiosk.toml"
-        config_file.write_text(f'[device]\nid = "bench-device"\nstate_dir = "{work / "state"}"\n'
-                               '[clock]\nassume_synced = true\n', encoding="utf-8")
-        storage = Storage(db)
-        provision(load_config(config_file), url, storage.create_token("enroll", VENUE, ttl_s=600), VENUE)
-        storage.close()
+        config_file = enrolled_device(work, db, url, "bench-device")
         store = Store.open(work / "state")
         started = time.perf_counter()
         seed_backlog(store, backlog, VENUE, "bench-device", bytes(PrivateKey.generate().public_key))

@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from kiosk.cli import COMMANDS, COMMAND_MODULES, chosen_command
-from tests.conftest import ROOT, kiosk_env
+from conftest import ROOT, kiosk_env
 
 HEAVY = ("numpy", "cv2", "sqlite_utils", "requests", "fastapi", "pygame", "asyncio", "cryptography.x509")
 
