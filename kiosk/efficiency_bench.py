@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import kiosk
+from sync.bench import _cpu_s
 
 ROOT = Path(kiosk.__file__).resolve().parent.parent
 TOKEN_PATTERN = r"(BENCH|DEMO-HQR)-[0-9A-F]{12}"  # DEMO-HQR: the synthetic camera's visitors
@@ -97,11 +98,6 @@ def _cpu_of_child(argv: list[str], **popen: Any) -> float:
     subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(), cwd=ROOT, **popen)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-
-
-def _proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _vmhwm_mb(pid: int) -> float:
@@ -290,11 +286,11 @@ def run_idle(work: Path, config: Path, seconds: float = 20.0, settle: float = 5.
                                  env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(settle)  # imports and start-up are not the idle cost
-        start = {p.pid: _proc_cpu_s(p.pid) for p in (kiosk_proc, bare_proc)}
+        start = {p.pid: _cpu_s(p.pid) for p in (kiosk_proc, bare_proc)}
         began = time.monotonic()
         time.sleep(seconds)
         elapsed = time.monotonic() - began
-        used = {p.pid: _proc_cpu_s(p.pid) - start[p.pid] for p in (kiosk_proc, bare_proc)}
+        used = {p.pid: _cpu_s(p.pid) - start[p.pid] for p in (kiosk_proc, bare_proc)}
         peak = _vmhwm_mb(kiosk_proc.pid)
     finally:
         for proc in (kiosk_proc, bare_proc):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,12 @@ def _rss_kb(pid: int) -> tuple[int, int]:
     return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def enrolled_device(work: Path, db: str, url: str, device_id: str) -> Path:
     """A device config (state in ``work/state``) enrolled with the upstream at ``url``; returns its path."""
     from kiosk.config import load_config
@@ -94,6 +101,8 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
         settings = Config().sync
         result["batch"] = {"max_items": settings.batch_max_items, "max_bytes": settings.batch_max_bytes}
 
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        upstream_before = _cpu_s(upstream.pid)
         started = time.perf_counter()
         client = _kiosk("--config", str(config_file), "--log-level", "WARNING", "sync", "--once",
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -106,6 +115,10 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         out, err = client.communicate()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {"client": round(children.ru_utime + children.ru_stime - children_before.ru_utime
+                               - children_before.ru_stime, 1),
+               "upstream": round(_cpu_s(upstream.pid) - upstream_before, 1)}
         summary = json.loads(out) if client.returncode == 0 else {"error": err[-500:]}
         storage = Storage(db)
         stored = storage.stats()
@@ -115,6 +128,7 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
             "client": summary, "upstream_stored": stored["total"], "upstream_distinct": stored["distinct"],
             "client_rss_mb": {"max_sampled": round(max(samples) / 1024, 1), "peak_vmhwm": round(peak / 1024, 1),
                               "samples": len(samples)},
+            "cpu_s": cpu,  # which side the time went to (each process, user + system)
             "target": {"seconds": 10, "rss_mb": 50},
         })
     finally:

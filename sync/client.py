@@ -34,6 +34,9 @@ from sync.transport import BadReply, Reply, Unreachable, UpstreamSession
 log = logging.getLogger("kiosk.sync")
 
 CLOCK_RESYNC_S = 3600.0
+# The oldest unsent row's scan time joins every unsent row to its check-in (0.2 s of CPU at 100,000
+# rows): the status refreshes it this often while uploading, and at every forced report.
+OLDEST_EVERY_S = 15.0
 SYNC_NOW_FILE = "sync-now"  # touched by the screen's "Sync now" button (kiosk/screen/app.py)
 CONTENT_STATUSES = (400, 413, 422)
 BeaconRecord = Callable[[], "dict[str, Any] | None"]
@@ -86,6 +89,8 @@ class Uploader:
         self._next_heartbeat = 0.0
         self._beacon_sent: str | None = None
         self._last_report = 0.0
+        self._oldest: int | None = None  # scan time of the oldest unsent row, as of _oldest_at
+        self._oldest_at = -OLDEST_EVERY_S
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-send")
         self._alive: Callable[[], None] = lambda: None
         self._sync_now_seen = self._sync_now_mtime()
@@ -385,7 +390,12 @@ class Uploader:
         if not force and time.monotonic() - self._last_report < 1.0:
             return
         self._last_report = time.monotonic()
-        depth, oldest = self.outbox.depth()
+        if force or self._last_report - self._oldest_at >= OLDEST_EVERY_S:
+            depth, self._oldest = self.outbox.depth()
+            self._oldest_at = self._last_report
+        else:  # during a long upload: the count each second, the oldest scan time now and then
+            depth = self.outbox.unsent()
+        oldest = self._oldest if depth else None
         now = time.time_ns() // 1_000_000
         detail = {"upstream": self.session.base_url, "last_success_ms": self._last_success_ms,
                   "last_error": self.result.last_error, "last_error_ms": self._last_error_ms,

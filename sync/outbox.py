@@ -112,6 +112,11 @@ class Outbox:
                WHERE o.state IN ('pending', 'inflight')""").fetchone()
         return row[0], row[1]
 
+    def unsent(self) -> int:
+        """Rows not yet acknowledged (the outbox's index alone: milliseconds at 100,000 rows, where
+        ``depth`` joins every one of them to its check-in for the oldest scan time)."""
+        return self.store.conn.execute("SELECT count(*) FROM outbox WHERE state IN ('pending', 'inflight')").fetchone()[0]
+
     def has_pending(self) -> bool:
         return self.store.conn.execute("SELECT 1 FROM outbox WHERE state = 'pending' LIMIT 1").fetchone() is not None
 
