@@ -20,7 +20,7 @@ CORE = [
 DEVICE = [
     "pyzbar>=0.1.9",   # QR decoding (needs the system library libzbar0, >= 0.23 for exact bytes)
     "zxing-cpp>=3.0",  # the decoder's first stages: ~10x cheaper than zbar per frame, reads more (docs/scanner.md)
-    "opencv-python-headless>=4.8",  # USB webcams and video replay (VideoCapture), decoder pre-processing
+    "opencv-python-headless>=4.8",  # USB webcams and video replay (VideoCapture), imported only by those backends
     "segno>=1.6",      # renders QR codes for the synthetic camera, demo and benchmarks
     "pygame>=2.5",     # the screen and sounds
     "requests>=2.31",  # the uploader

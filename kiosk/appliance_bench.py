@@ -23,11 +23,11 @@ def _fill(store: Store, rows: int, boot: str) -> None:
     with store.transaction():
         for i in range(rows):
             cid = str(uuid.uuid4())
-            store.db.execute(
+            store.conn.execute(
                 "INSERT INTO checkins (id, venue_id, device_id, direction, utc_ms, monotonic_ns, boot_id, clock_synced,"
                 " kind, visitor_ref) VALUES (?, 'V', 'D', 'entry', ?, ?, ?, 0, 'personal', ?)",
                 [cid, now - rows + i, i * 1_000_000, boot, cid])
-            store.db.execute("INSERT INTO outbox (checkin_id, state, updated_ms) VALUES (?, ?, ?)",
+            store.conn.execute("INSERT INTO outbox (checkin_id, state, updated_ms) VALUES (?, ?, ?)",
                              [cid, "pending" if i % 10 == 0 else "acked", now])
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import platform
-import resource
-import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+# Only BENCHMARKS is read when `kiosk checkin` or `kiosk run` builds its parser: everything else this
+# module needs is imported by the function that needs it.
 
 # target -> "module:function(args) -> dict"; imported only when that benchmark runs.
 BENCHMARKS: dict[str, str] = {
@@ -25,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "screen": "kiosk.screen.bench:bench_screen",
     "scanner": "scanner.bench:bench_scanner",
     "appliance": "kiosk.appliance_bench:bench_appliance",
+    "efficiency": "kiosk.efficiency_bench:bench_efficiency",
 }
 
 
@@ -35,6 +35,8 @@ def run_benchmark(target: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def machine() -> dict[str, Any]:
+    import platform
+
     cpu = platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -52,6 +54,8 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
+    import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -62,6 +66,9 @@ def percentile(values: list[float], q: float) -> float:
 
 def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     """Scan-to-commit: a 640x480 frame handed to the pipeline until its outcome event, synchronous=FULL."""
+    import statistics
+    import tempfile
+
     from kiosk.demo import demo_config
     from kiosk.pipeline import Pipeline
     from scanner.camera.synthetic import demo_token
@@ -93,7 +100,7 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "scan_to_commit_ms": {"p50": round(percentile(latencies, 50), 2), "p99": round(percentile(latencies, 99), 2),
                               "max": round(max(latencies), 2), "mean": round(statistics.fmean(latencies), 2)},
         "sustained_scans_per_s": round(len(latencies) / busy, 1),
-        "synchronous": pipeline.store.db.execute("PRAGMA synchronous").fetchone()[0] == 2 and "FULL",
+        "synchronous": pipeline.store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2 and "FULL",
         "rss_mb": {"start": round(rss_start, 1), "after_scans": round(rss_mb(), 1)},
     }
     if args.soak_seconds:

@@ -152,7 +152,7 @@ def _upstream_url(v: str) -> str | None:
 class SyncConfig:
     upstream_url: str = opt("", _upstream_url, "set by `kiosk provision`; https, or http to loopback only")
     ca_bundle: str = opt("", None, "PEM file of CAs to trust for the upstream; empty = the system's")
-    batch_max_items: int = opt(500, between(1, 1000))
+    batch_max_items: int = opt(1000, between(1, 1000))
     batch_max_bytes: int = opt(524288, between(4096, 1000000), "uncompressed JSON bytes per batch")
     connect_timeout_s: float = opt(5.0, between(0.1, 120))
     read_timeout_s: float = opt(30.0, between(0.1, 600))

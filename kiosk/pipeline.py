@@ -20,7 +20,6 @@ from kiosk.credentials.base import rejected
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, PROVISIONING, REJECTED, Outcome, OutcomeSink
 from kiosk.privacy import load_or_create_secret, read_key, seal_subject, visitor_ref
 from kiosk.store import CheckinRow, StorageError, Store
-from scanner.decode import FrameError, decode_frame
 
 log = logging.getLogger("kiosk.pipeline")
 
@@ -57,6 +56,7 @@ class Pipeline:
         self._identity: tuple[bytes, str] | None = None  # (secret, device id), loaded on first check-in
         self._store: Store | None = None
         self._recent: dict[bytes, float] = {}  # payload digest -> monotonic seconds last seen in a frame
+        self._decoder: Any = None  # scanner.live.LiveDecoder, made at the first frame (numpy only then)
 
     # ---- storage -----------------------------------------------------------------------------
     def identity(self) -> tuple[bytes, str]:
@@ -82,8 +82,13 @@ class Pipeline:
     # ---- entry points ------------------------------------------------------------------------
     def handle_frame(self, frame: Any) -> list[Outcome]:
         """Decode a frame and handle each new code; a code still in view is handled once."""
+        from scanner.decode import FrameError
+        from scanner.live import LiveDecoder
+
+        if self._decoder is None:
+            self._decoder = LiveDecoder()
         try:
-            payloads = decode_frame(frame)
+            payloads = self._decoder.decode(frame)
         except FrameError as exc:
             if self._quiet(b"frame-error:" + str(exc).encode()):
                 return []
@@ -123,13 +128,6 @@ class Pipeline:
             return self._emit(self._outcome(ERROR, credential, reason="not-provisioned", source=source, at=instant.utc_ms))
         if self.authority_key is None:
             return self._emit(self._outcome(ERROR, credential, reason="no-authority-key", source=source, at=instant.utc_ms))
-        window = 0 if companion_of else self.config.scan.duplicate_window_s
-
-        def is_repeat(store: Store) -> bool:
-            return window > 0 and store.seen_recently(
-                row.visitor_ref, row.direction, row.boot_id,
-                since_mono_ns=row.monotonic_ns - int(window * 1e9), since_utc_ms=row.utc_ms - int(window * 1000))
-
         try:
             secret, this_device = self.identity()
             row = CheckinRow(
@@ -140,7 +138,8 @@ class Pipeline:
                 sealed_subject=seal_subject(credential.subject, self.authority_key),
                 source=source, companion_of=companion_of,
             )
-            stored = self.store.record_checkin(row, is_repeat)
+            # a companion is never a repeat: several children may come with one adult
+            stored = self.store.record_checkin(row, 0 if companion_of else self.config.scan.duplicate_window_s)
         except StorageError as exc:
             log.error("check-in refused, storage unavailable: %s", exc)
             self.close()  # reopen on the next scan: space or permissions may come back

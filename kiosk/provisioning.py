@@ -150,7 +150,7 @@ class ProvisioningFlow:
     def __init__(self, pipeline: Any, enroll: Enroll | None = None, monotonic: Callable[[], float] = time.monotonic,
                  auto: bool = True):
         self.pipeline = pipeline
-        self.enroll = enroll or _default_enroll()
+        self.enroll = enroll  # None: the uploader's, imported only when a code is applied (not at start-up)
         self.monotonic = monotonic
         self.auto = auto
         self._offered: tuple[tuple[str, ...], float] | None = None
@@ -220,7 +220,7 @@ class ProvisioningFlow:
                 if self._stop.wait(delay):
                     return
             attempt += 1
-            applied = _enroll(self.pipeline.config, pending, self.enroll)
+            applied = _enroll(self.pipeline.config, pending, self.enroll or _default_enroll())
             if applied.enrolled:
                 self.pipeline.config = applied.config
                 return

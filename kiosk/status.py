@@ -106,7 +106,7 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
     try:
         store = Store.reader(state_dir)
         try:
-            _from_database(store.db.conn, now_ms, f, need)
+            _from_database(store.conn, now_ms, f, need)
         finally:
             store.close()
     except (StorageError, sqlite3.Error, OSError) as exc:

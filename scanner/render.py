@@ -55,6 +55,25 @@ def scene(width: int, height: int, code: np.ndarray | None = None, seed: int = 0
     return frame
 
 
+def held_code(payload: bytes, width: int, height: int, medium: str = "paper", module_px: int = 4,
+              rotation: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A code held up to the camera, as the synthetic camera films it: a card, or a phone's dark body
+    around the code, turned by ``rotation`` degrees, on a noisy background. Numpy and Pillow only,
+    so a kiosk running the synthetic camera does not load OpenCV (``render_shot`` films the corpus)."""
+    from PIL import Image
+
+    code = render_code(payload, module_px=module_px)
+    if medium == "phone":
+        code = np.pad(code, module_px * 3, constant_values=18)
+    held = Image.fromarray(code).rotate(rotation, resample=Image.Resampling.BILINEAR, expand=True)
+    mask = Image.new("L", code.shape[::-1], 255).rotate(rotation, resample=Image.Resampling.BILINEAR, expand=True)
+    if held.width > width or held.height > height:
+        raise ValueError(f"a {held.width}x{held.height} code does not fit a {width}x{height} frame")
+    frame = Image.fromarray(scene(width, height, seed=seed))
+    frame.paste(held, ((width - held.width) // 2, (height - held.height) // 2), mask)
+    return np.array(frame)
+
+
 @dataclass(frozen=True)
 class Shot:
     """How one camera frame sees a code (or, with no payload, a scene without one)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -56,13 +57,33 @@ def _rss_kb(pid: int) -> tuple[int, int]:
     return int(fields.get("VmRSS", "0 kB").split()[0]), int(fields.get("VmHWM", "0 kB").split()[0])
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def enrolled_device(work: Path, db: str, url: str, device_id: str) -> Path:
+    """A device config (state in ``work/state``) enrolled with the upstream at ``url``; returns its path."""
+    from kiosk.config import load_config
+    from sync.enroll import provision
+    from sync.storage import Storage
+
+    config_file = work / "kiosk.toml"
+    config_file.write_text(f'[device]\nid = "{device_id}"\nstate_dir = "{work / "state"}"\n'
+                           '[clock]\nassume_synced = true\n', encoding="utf-8")
+    storage = Storage(db)
+    provision(load_config(config_file), url, storage.create_token("enroll", VENUE, ttl_s=600), VENUE)
+    storage.close()
+    return config_file
+
+
 def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     from nacl.public import PrivateKey
 
-    from kiosk.config import Config, load_config
+    from kiosk.config import Config
     from kiosk.store import Store
     from sync.backlog import seed_backlog
-    from sync.enroll import provision
     from sync.storage import Storage
 
     backlog = int(getattr(args, "backlog", None) or 100_000)
@@ -71,12 +92,7 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     upstream, url = start_upstream(db)
     result: dict[str, Any] = {"backlog": backlog}
     try:
-        config_file = work / "kiosk.toml"
-        config_file.write_text(f'[device]\nid = "bench-device"\nstate_dir = "{work / "state"}"\n'
-                               '[clock]\nassume_synced = true\n', encoding="utf-8")
-        storage = Storage(db)
-        provision(load_config(config_file), url, storage.create_token("enroll", VENUE, ttl_s=600), VENUE)
-        storage.close()
+        config_file = enrolled_device(work, db, url, "bench-device")
         store = Store.open(work / "state")
         started = time.perf_counter()
         seed_backlog(store, backlog, VENUE, "bench-device", bytes(PrivateKey.generate().public_key))
@@ -85,6 +101,8 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
         settings = Config().sync
         result["batch"] = {"max_items": settings.batch_max_items, "max_bytes": settings.batch_max_bytes}
 
+        children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        upstream_before = _cpu_s(upstream.pid)
         started = time.perf_counter()
         client = _kiosk("--config", str(config_file), "--log-level", "WARNING", "sync", "--once",
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -97,6 +115,10 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(0.05)
         elapsed = time.perf_counter() - started
         out, err = client.communicate()
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = {"client": round(children.ru_utime + children.ru_stime - children_before.ru_utime
+                               - children_before.ru_stime, 1),
+               "upstream": round(_cpu_s(upstream.pid) - upstream_before, 1)}
         summary = json.loads(out) if client.returncode == 0 else {"error": err[-500:]}
         storage = Storage(db)
         stored = storage.stats()
@@ -106,15 +128,44 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
             "client": summary, "upstream_stored": stored["total"], "upstream_distinct": stored["distinct"],
             "client_rss_mb": {"max_sampled": round(max(samples) / 1024, 1), "peak_vmhwm": round(peak / 1024, 1),
                               "samples": len(samples)},
-            "target": {"seconds": 30, "rss_mb": 100},
+            "cpu_s": cpu,  # which side the time went to (each process, user + system)
+            "target": {"seconds": 10, "rss_mb": 50},
         })
     finally:
         _stop(upstream)
+    result["floor_executemany_s"] = executemany_floor(work / "floor.db", backlog)
+    result["ratio_to_floor"] = round(result["seconds"] / result["floor_executemany_s"], 1) if "seconds" in result else None
     result["upstream_ingest"] = {"sqlite": ingest_rate(str(work / "ingest.db"))}
     pg_url = getattr(args, "pg_url", None) or os.environ.get("KIOSK_BENCH_PG_URL")
     result["upstream_ingest"]["postgresql"] = ingest_rate(pg_url) if pg_url else \
         "not measured: no PostgreSQL URL given (--pg-url postgresql://... or $KIOSK_BENCH_PG_URL)"
     return result
+
+
+def executemany_floor(path: Path, rows: int) -> float:
+    """The floor: the same number of rows inserted into the upstream's table by one executemany, in
+    one WAL + synchronous=FULL transaction (no network, no signatures, no JSON)."""
+    import uuid
+
+    from sync.storage import CHECKIN_COLUMNS, Storage
+
+    Storage(str(path)).close()  # the upstream's schema
+    now = time.time_ns() // 1_000_000
+    values = [(str(uuid.uuid4()), VENUE, "bench-device", "entry", now - n, n, "bench", 1, "personal",
+               os.urandom(32).hex(), os.urandom(80), now) for n in range(rows)]
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    started = time.perf_counter()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(f"INSERT INTO checkins ({', '.join(CHECKIN_COLUMNS)}) VALUES ({', '.join('?' * len(CHECKIN_COLUMNS))})",
+                     values)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return round(elapsed, 2)
 
 
 def ingest_rate(db: str, batches: int = 60, batch_size: int = 500, threads: int = 2) -> dict[str, Any]:

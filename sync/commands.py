@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -241,6 +240,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(create_app(storage, settings), args.tls_cert, args.tls_key,
                          log_level=args.log_level.lower() if args.log_level != "INFO" else "warning",
                          forwarded_allow_ips=args.forwarded_allow_ips)
+    import asyncio  # the upstream's alone: the uploader and `kiosk provision` have no event loop
+
     try:
         asyncio.run(_serve_watched(server, sock, f"serving {scheme}://{shown}:{sock.getsockname()[1]}"))
     finally:
@@ -250,6 +251,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def _serve_watched(server: Any, sock: Any, status: str) -> None:
     """uvicorn's serve() with systemd's READY/WATCHDOG beating from the same event loop."""
+    import asyncio
+
     from kiosk.watchdog import LoopWatch, heartbeat_while
 
     watch = LoopWatch()

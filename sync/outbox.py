@@ -8,19 +8,27 @@ next start (a known failure of offline queues is rows stuck "in flight" forever)
 from __future__ import annotations
 
 import base64
-import json
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Iterable
 
 from kiosk.store import Store
-
-ITEM_FIELDS = ("id", "venue_id", "device_id", "direction", "utc_ms", "monotonic_ns", "boot_id", "clock_synced",
-               "kind", "visitor_ref", "sealed_subject", "source", "companion_of")
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+# One check-in as the protocol sends it, written by SQLite; sealed_subject last, filled in by claim().
+SEALED_NULL = "null}"
+CLAIM_QUERY = (
+    "SELECT o.rowid, c.id, json_object('id', c.id, 'venue_id', c.venue_id, 'device_id', c.device_id, 'direction', c.direction, "
+    "'utc_ms', c.utc_ms, 'monotonic_ns', c.monotonic_ns, 'boot_id', c.boot_id, "
+    "'clock_synced', json(CASE WHEN c.clock_synced THEN 'true' ELSE 'false' END), 'kind', c.kind, "
+    "'visitor_ref', c.visitor_ref, 'source', c.source, 'companion_of', c.companion_of, 'sealed_subject', NULL), "
+    "c.sealed_subject "
+    "FROM outbox o JOIN checkins c ON c.id = o.checkin_id WHERE o.state = 'pending' ORDER BY o.rowid LIMIT ?"
+)
 
 
 @dataclass(frozen=True)
@@ -34,18 +42,10 @@ def batch_document(batch: list[Claimed]) -> bytes:
     return ('{"checkins":[' + ",".join(c.json for c in batch) + "]}").encode("utf-8")
 
 
-def wire_item(row: dict[str, Any]) -> dict[str, Any]:
-    """A ``checkins`` row as the protocol sends it; the sealed identity travels as base64, never clear."""
-    item = {k: row[k] for k in ITEM_FIELDS}
-    item["clock_synced"] = bool(item["clock_synced"])
-    if item["sealed_subject"] is not None:
-        item["sealed_subject"] = base64.b64encode(item["sealed_subject"]).decode("ascii")
-    return item
-
-
 class Outbox:
     def __init__(self, store: Store):
         self.store = store
+        self._rowids: dict[str, int] = {}  # claimed by this process: settled by rowid, not by UUID lookup
 
     def recover(self) -> int:
         """In-flight rows at start-up were interrupted: send them again (the upstream deduplicates)."""
@@ -54,33 +54,41 @@ class Outbox:
                                 [_now_ms()]).rowcount
 
     def claim(self, max_items: int, max_bytes: int) -> list[Claimed]:
-        """Mark up to ``max_items`` pending rows (and at most ``max_bytes`` of JSON) in flight."""
+        """Mark up to ``max_items`` pending rows (and at most ``max_bytes`` of JSON) in flight.
+
+        SQLite writes each item's JSON (``json_object``) in the same query that selects it; only the
+        sealed identity is base64-encoded here, as SQLite has no base64. One transaction, one UPDATE.
+        """
         with self.store.transaction() as conn:
-            cursor = conn.execute(
-                f"""SELECT {', '.join('c.' + f for f in ITEM_FIELDS)} FROM outbox o JOIN checkins c ON c.id = o.checkin_id
-                    WHERE o.state = 'pending' ORDER BY o.rowid LIMIT ?""", [max_items])
-            names = [d[0] for d in cursor.description]
+            rows = conn.execute(CLAIM_QUERY, [max_items]).fetchall()
             batch: list[Claimed] = []
             total = 0
-            for values in cursor.fetchall():
-                item = wire_item(dict(zip(names, values)))
-                encoded = json.dumps(item, separators=(",", ":"), ensure_ascii=False)
+            for rowid, checkin_id, encoded, sealed in rows:
+                if sealed is not None:  # '…"sealed_subject":null}' becomes '…"sealed_subject":"<base64>"}'
+                    encoded = encoded[:-len(SEALED_NULL)] + '"' + base64.b64encode(sealed).decode("ascii") + '"}'
                 size = len(encoded.encode("utf-8")) + 1
                 if batch and total + size > max_bytes:
                     break
-                batch.append(Claimed(item["id"], encoded))
+                batch.append(Claimed(checkin_id, encoded))
+                self._rowids[checkin_id] = rowid
                 total += size
-            for chunk in _chunks([c.id for c in batch]):
+            if batch:
+                # The batch is the first len(batch) pending rows in rowid order: one range update.
                 conn.execute("UPDATE outbox SET state = 'inflight', attempts = attempts + 1, updated_ms = ? "
-                             f"WHERE checkin_id IN ({', '.join('?' * len(chunk))})", [_now_ms(), *chunk])
+                             "WHERE rowid IN (SELECT rowid FROM outbox WHERE state = 'pending' ORDER BY rowid LIMIT ?)",
+                             [_now_ms(), len(batch)])
         return batch
 
     def _set(self, ids: Iterable[str], state: str, error: str | None) -> None:
         at = _now_ms()
+        ids = list(ids)
+        unknown = [i for i in ids if i not in self._rowids]
+        rowids = [self._rowids.pop(i) for i in ids if i in self._rowids]
         with self.store.transaction() as conn:
-            for chunk in _chunks(list(ids)):
-                conn.execute("UPDATE outbox SET state = ?, last_error = ?, updated_ms = ? "
-                             f"WHERE checkin_id IN ({', '.join('?' * len(chunk))})", [state, error, at, *chunk])
+            for column, keys in (("rowid", rowids), ("checkin_id", unknown)):
+                for chunk in _chunks(keys):
+                    conn.execute(f"UPDATE outbox SET state = ?, last_error = ?, updated_ms = ? "
+                                 f"WHERE {column} IN ({', '.join('?' * len(chunk))})", [state, error, at, *chunk])
 
     def ack(self, ids: Iterable[str]) -> None:
         self._set(ids, "acked", None)
@@ -92,22 +100,29 @@ class Outbox:
     def kill(self, reasons: dict[str, str]) -> None:
         """Dead letters: the upstream refused these rows for good; the reason is kept for the operator."""
         at = _now_ms()
+        for checkin_id in reasons:
+            self._rowids.pop(checkin_id, None)
         with self.store.transaction() as conn:
             conn.executemany("UPDATE outbox SET state = 'dead', last_error = ?, updated_ms = ? WHERE checkin_id = ?",
                              [(reason, at, i) for i, reason in reasons.items()])
 
     def depth(self) -> tuple[int, int | None]:
         """Rows not yet acknowledged, and the scan time (utc_ms) of the oldest of them."""
-        row = self.store.db.execute(
+        row = self.store.conn.execute(
             """SELECT count(*), min(c.utc_ms) FROM outbox o JOIN checkins c ON c.id = o.checkin_id
                WHERE o.state IN ('pending', 'inflight')""").fetchone()
         return row[0], row[1]
 
+    def unsent(self) -> int:
+        """Rows not yet acknowledged (the outbox's index alone: milliseconds at 100,000 rows, where
+        ``depth`` joins every one of them to its check-in for the oldest scan time)."""
+        return self.store.conn.execute("SELECT count(*) FROM outbox WHERE state IN ('pending', 'inflight')").fetchone()[0]
+
     def has_pending(self) -> bool:
-        return self.store.db.execute("SELECT 1 FROM outbox WHERE state = 'pending' LIMIT 1").fetchone() is not None
+        return self.store.conn.execute("SELECT 1 FROM outbox WHERE state = 'pending' LIMIT 1").fetchone() is not None
 
 
-def _chunks(ids: list[str], size: int = 900) -> Iterable[list[str]]:
+def _chunks(ids: list, size: int = 900) -> Iterable[list]:
     """SQLite binds at most 32766 parameters; stay far below with one statement per 900 ids."""
     for start in range(0, len(ids), size):
         yield ids[start:start + size]

@@ -209,16 +209,14 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
 
     @device.post("/checkins", response_model=BatchReply, summary="Upload a batch of check-ins (idempotent per UUID)")
     def upload(body: CheckinBatch, request: Request) -> JSONResponse:
-        items = []
-        for item in body.checkins:
-            row = dict(item)
+        items = body.model_dump()["checkins"]  # one call for the whole batch: pydantic-core, not a Python loop
+        for row in items:
             row["clock_synced"] = int(row["clock_synced"])
             if row["sealed_subject"] is not None:
                 try:
                     row["sealed_subject"] = base64.b64decode(row["sealed_subject"], validate=True)
                 except ValueError:
-                    raise ProtocolError(422, "invalid-field", f"check-in {item.id}: sealed_subject is not base64") from None
-            items.append(row)
+                    raise ProtocolError(422, "invalid-field", f"check-in {row['id']}: sealed_subject is not base64") from None
         results = request.app.state.storage.store_checkins(_device(request), items)
         counts = {s: sum(1 for r in results if r["status"] == s) for s in ("stored", "duplicate", "rejected")}
         # Built here rather than through BatchReply: validating a reply we just made costs more than storing.

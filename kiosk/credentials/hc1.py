@@ -24,15 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cbor2
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from cryptography.hazmat.primitives.serialization import Encoding
+
+if TYPE_CHECKING:  # cryptography is imported where a signature is checked: most scans never need it
+    from cryptography import x509
 
 from kiosk.credentials.base import ACCEPTED, REJECTED, Credential, FormatContext, masked_name, rejected
 from kiosk.credentials.trust import TrustList
@@ -181,6 +178,11 @@ def parse_cwt(payload: bytes) -> Cwt:
 def _verify_with(cert: x509.Certificate, alg: Any, signature: bytes, data: bytes) -> bool:
     """ES256 is ECDSA with SHA-256 and a raw r||s signature; COSE does not bind it to one curve, and
     issuers do sign "ES256" with P-384 keys, so the signature length follows the key's size."""
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
     try:
         key = cert.public_key()
         if alg == ES256 and isinstance(key, ec.EllipticCurvePublicKey):
@@ -224,6 +226,7 @@ def _extended_key_usage(cert: x509.Certificate) -> frozenset[str] | None:
     certificate's extensions as a whole.
     """
     from asn1crypto import x509 as asn1_x509
+    from cryptography.hazmat.primitives.serialization import Encoding
 
     usage = asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER)).extended_key_usage_value
     return None if usage is None else frozenset(oid.dotted for oid in usage)

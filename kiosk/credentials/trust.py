@@ -21,10 +21,10 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
+if TYPE_CHECKING:  # imported where certificates are read: most scans never need them
+    from cryptography import x509
 
 MAX_FILE_BYTES = 16 * 2**20
 MAX_CERTIFICATES = 100_000
@@ -36,6 +36,8 @@ class TrustListError(ValueError):
 
 
 def kid_of(cert: x509.Certificate) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).digest()[:8]
 
 
@@ -61,6 +63,8 @@ class TrustList:
 
 
 def _decode_certificate(data: bytes, where: str) -> x509.Certificate:
+    from cryptography import x509
+
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
@@ -116,6 +120,8 @@ def _read(path: Path) -> bytes:
 
 
 def _file_entries(path: Path) -> list[tuple[x509.Certificate, bytes | None]]:
+    from cryptography import x509
+
     data = _read(path)
     head = data.lstrip()[:1]
     if head in (b"[", b"{"):

@@ -2,8 +2,8 @@
 
 Scripts: ``demo`` (valid codes, repeats and a code no format knows, looping), ``unique`` (an endless
 stream of different valid codes, for load and crash tests) and ``idle`` (no code at all).
-Visitors alternately hold up a phone (with its screen's moiré) or a printed card, a little tilted
-(scanner/render.py); the load script shows plain codes and, like a recording, waits for its reader. Frames come at the configured rate, as a real camera's would, and are
+Visitors alternately hold up a phone or a printed card, a little turned (scanner/render.py's
+``held_code``: numpy and Pillow, no OpenCV); the load script shows plain codes and, like a recording, waits for its reader. Frames come at the configured rate, as a real camera's would, and are
 read-only: the same array is handed out for every frame a visitor holds still.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from scanner.camera.base import Camera
-from scanner.render import Shot, render_code, render_shot, scene
+from scanner.render import held_code, render_code, scene
 
 # The demo's personal health QR tokens match this pattern (see kiosk/demo.py's config).
 DEMO_TOKEN_PATTERN = r"DEMO-HQR-[0-9A-F]{12}"
@@ -71,10 +71,9 @@ class SyntheticCamera(Camera):
                 code = render_code(payload, module_px=max(2, min(self.width, self.height) // 80))
                 self._cache[payload] = scene(self.width, self.height, code, seed=n)
             else:
-                shot = Shot(self.width, self.height, medium=("phone", "paper")[n % 2],
-                            px_per_module=max(3.0, min(self.width, self.height) / 120),
-                            rotation=(n * 37) % 40 - 20, tilt=(n * 13) % 20, seed=n)
-                self._cache[payload] = render_shot(payload, shot)
+                self._cache[payload] = held_code(payload, self.width, self.height, medium=("phone", "paper")[n % 2],
+                                                 module_px=max(3, round(min(self.width, self.height) / 120)),
+                                                 rotation=(n * 37) % 40 - 20, seed=n)
             self._cache[payload].flags.writeable = False  # handed out many times: nobody may draw on it
         return self._cache[payload]
 
