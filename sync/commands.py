@@ -46,12 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-json-bytes", type=int, default=None, help="largest body after decompression")
     q.add_argument("--clock-window-s", type=float, default=None, help="signed timestamps older/newer are refused")
     q.add_argument("--silent-after-s", type=int, default=None, help="fleet view: silent after this long")
+    q.add_argument("--enroll-per-minute", type=int, default=None,
+                   help="enrollment attempts allowed per client address a minute (default 30; 0 = no limit)")
     q.set_defaults(func=cmd_serve)
 
     q = db_parser("token", "issue a one-time enrollment token for a venue (or an operator token)")
     who = q.add_mutually_exclusive_group(required=True)
     who.add_argument("--venue", metavar="ID")
     who.add_argument("--operator", action="store_true", help="a bearer token for the /v1/admin views")
+    q.add_argument("--device", metavar="ID", help="with --venue: the token enrolls only this device id, and may "
+                   "give an enrolled device a new key (a replaced SD card)")
     q.add_argument("--ttl-hours", type=float, default=168.0, help="enrollment token lifetime (default a week)")
     q.set_defaults(func=cmd_token)
 
@@ -87,9 +91,18 @@ def _print(obj: Any) -> None:
 
 
 def _storage(args: argparse.Namespace):  # noqa: ANN202
+    """The upstream's database; every operator command but ``serve`` leaves an audit line saying who ran what."""
     from sync.storage import Storage
 
-    return Storage(args.db)
+    storage = Storage(args.db)
+    if args.upstream_command != "serve":
+        import getpass
+
+        from sync.audit import audit
+
+        fields = {k: getattr(args, k, None) for k in ("venue", "device", "start", "end")}
+        audit("operator-command", "local", user=getpass.getuser(), command=args.upstream_command, **fields)
+    return storage
 
 
 # ---- device -------------------------------------------------------------------------------------
@@ -184,7 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     changes = {k: v for k, v in {"max_body_bytes": args.max_body_bytes, "max_json_bytes": args.max_json_bytes,
                                  "clock_window_ms": int(args.clock_window_s * 1000) if args.clock_window_s else None,
-                                 "silent_after_s": args.silent_after_s}.items() if v is not None}
+                                 "silent_after_s": args.silent_after_s, "enroll_per_minute": args.enroll_per_minute}.items()
+               if v is not None}
     settings = dataclasses.replace(ServerSettings(), **changes)
     storage = _storage(args)
     try:
@@ -226,14 +240,19 @@ async def _serve_watched(server: Any, sock: Any, status: str) -> None:
 def cmd_token(args: argparse.Namespace) -> int:
     from kiosk.config import ID_CHECK
 
-    if args.venue is not None and (not args.venue or ID_CHECK(args.venue)):
-        print("kiosk: --venue must be letters, digits, '.', '_' or '-', at most 64", file=sys.stderr)
+    for option in ("venue", "device"):
+        value = getattr(args, option)
+        if value is not None and (not value or ID_CHECK(value)):
+            print(f"kiosk: --{option} must be letters, digits, '.', '_' or '-', at most 64", file=sys.stderr)
+            return 2
+    if args.device is not None and args.venue is None:
+        print("kiosk: --device needs --venue (the venue the device will serve)", file=sys.stderr)
         return 2
     storage = _storage(args)
     if args.operator:
         print(storage.create_token("operator"))
     else:
-        print(storage.create_token("enroll", args.venue, ttl_s=args.ttl_hours * 3600))
+        print(storage.create_token("enroll", args.venue, ttl_s=args.ttl_hours * 3600, device_id=args.device))
     storage.close()
     return 0
 
