@@ -46,9 +46,11 @@ def matches(pattern: str, what: str) -> Check:
 
 
 def _valid_regex(v: str) -> str | None:
+    from kiosk.patterns import PatternError, compile_linear
+
     try:
-        re.compile(v)
-    except re.error as exc:
+        compile_linear(v)
+    except PatternError as exc:
         return f"a valid regular expression ({exc})"
     return None
 
