@@ -16,6 +16,7 @@ from typing import Sequence
 from kiosk import __version__
 from kiosk.config import Config, ConfigError, load_config
 from kiosk.logs import setup_logging
+from kiosk.statefiles import DamagedStateFile
 
 COMMAND_MODULES = [
     "kiosk.commands",
@@ -53,5 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"kiosk: config error: {exc}", file=sys.stderr)
         return 2
+    except DamagedStateFile as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130

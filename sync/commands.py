@@ -155,7 +155,9 @@ def _single_instance(state_dir: Path):  # noqa: ANN202
     """An exclusive lock held for the process's life: a second uploader would reset the first's rows."""
     import fcntl
 
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from kiosk.statefiles import private_dir
+
+    private_dir(state_dir)
     fh = open(state_dir / "sync.lock", "a")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
