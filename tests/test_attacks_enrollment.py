@@ -2,6 +2,7 @@
 an enrolled device id, spending a device's token on another, hammering enrollment; and the audit
 trail each leaves in the upstream's log (who, what, when, from where; never a token)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -184,3 +185,26 @@ def test_an_upstream_database_made_before_device_bound_tokens_is_upgraded(tmp_pa
         assert storage.enroll(tok, "dev-1", "VENUE-1", b"k" * 32, "test").action == "enrolled"
     finally:
         storage.close()
+
+
+def test_hostile_enrollment_bodies_are_refused_and_enroll_nobody(upstream):
+    import gzip
+    import json as js
+
+    dev = RawDevice(upstream.url, "hostile-01")
+    body = {"token": token(upstream.db), "device_id": dev.device_id, "venue_id": "VENUE-1",
+            "public_key": dev.public_key_b64, "software_version": "test"}
+    refused(dev.send(p.PATH_ENROLL, raw=os.urandom(20_000), compress=False,
+                     headers={"Content-Encoding": "gzip"}), 413, "body-too-large")  # over the 16 KB cap
+    bomb = gzip.compress(b"{" + b" " * (10 * 2**20) + b"}")  # 10 MB of JSON from ~10 KB
+    signed = p.sign(dev.key, "POST", p.PATH_ENROLL, dev.device_id, bomb, int(time.time() * 1000))
+    answer = requests.post(upstream.url + p.PATH_ENROLL, data=bomb, timeout=30,
+                           headers={**signed, "Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert answer.status_code == 413, answer.text
+    tampered = dev.send(p.PATH_ENROLL, body, tamper={p.H_DIGEST: "0" * 64})  # body changed after signing
+    refused(tampered, 401, "bad-signature")
+    for venue in ("V'; DROP TABLE devices;--", "../../admin", "V\u202eNEU"):
+        answer = dev.send(p.PATH_ENROLL, {**body, "venue_id": venue})
+        assert answer.status_code == 422 and answer.json()["reason"] == "invalid-field"
+    assert js.loads(run_kiosk("upstream", "stats", "--db", upstream.db).stdout)["devices"] == 0
+    assert dev.send(p.PATH_ENROLL, body).status_code == 200  # the token was never spent by the attempts
