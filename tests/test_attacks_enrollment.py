@@ -4,16 +4,14 @@ trail each leaves in the upstream's log (who, what, when, from where; never a to
 
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 import requests
 
-from conftest import ROOT, kiosk_env, run_kiosk
+from conftest import run_kiosk
 from sync import protocol as p
-from upstream_helpers import RawDevice, token, upstream_ids
+from upstream_helpers import RawDevice, start_upstream, token, upstream_ids
 
 
 class LoggedUpstream:
@@ -23,19 +21,8 @@ class LoggedUpstream:
         self.db = str(tmp_path / "upstream.db")
         self.log_path = tmp_path / "upstream.log"
         self._log = open(self.log_path, "w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kiosk", "upstream", "serve", "--db", self.db, "--listen", "127.0.0.1:0", *extra],
-            stdout=subprocess.PIPE, stderr=self._log, text=True, env=kiosk_env(), cwd=ROOT)
-        line = self.process.stdout.readline()
-        assert "listening on" in line, self.log()
-        self.url = line.split()[4]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                requests.get(self.url + p.PATH_TIME, timeout=1)
-                return
-            except requests.RequestException:
-                time.sleep(0.05)
+        self.server = start_upstream(self.db, "127.0.0.1:0", *extra, log=self._log)
+        self.url = self.server.url
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -44,8 +31,7 @@ class LoggedUpstream:
         return [line for line in self.log().splitlines() if f"event={event} " in line]
 
     def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+        self.server.stop()
         self._log.close()
 
 
