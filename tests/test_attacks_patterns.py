@@ -49,7 +49,9 @@ PATTERNS = PersonalTokenFormat.from_config(Config().replace(formats={"personal":
 
 
 @settings(max_examples=300, deadline=timedelta(seconds=1))
-@given(st.binary(max_size=3000) | st.text(alphabet="aPC-AB0X!", max_size=3000).map(str.encode))
+@given(st.binary(max_size=3000) | st.text(alphabet="aPC-AB0X!", max_size=3000).map(str.encode)
+       | st.builds(lambda head, run, n, tail: (head + run * n + tail).encode(), st.sampled_from(["", "PC-", "X"]),
+                   st.sampled_from(["a", "A", "0", "ab"]), st.integers(0, 1500), st.sampled_from(["", "!", "-O"])))
 def test_any_payload_gets_an_answer_from_every_pattern(payload):
     assert PATTERNS.detect(payload) in (True, False)
 
