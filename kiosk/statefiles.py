@@ -37,13 +37,16 @@ class DamagedStateFile(RuntimeError):
 def private_dir(path: Path) -> Path:
     """Create ``path`` (and parents) and make it 0700 whatever the umask or an earlier mode.
 
-    Refuses a directory another (non-root) user owns: they could swap the files in it.
+    Refuses a directory another (non-root) user owns, or one every user may write: others could
+    swap the files in it.
     """
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = os.stat(path)
     me = os.geteuid()
     if st.st_uid != me and st.st_uid != 0 and me != 0:
         raise PermissionError(f"{path} belongs to another user (uid {st.st_uid}); refusing to keep keys in it")
+    if st.st_mode & stat.S_IWOTH:  # /tmp itself, say: never chmod a shared directory, never keep keys there
+        raise PermissionError(f"{path} is writable by every user; give the kiosk a state directory of its own")
     if st.st_uid == me and stat.S_IMODE(st.st_mode) != 0o700:
         os.chmod(path, 0o700)
     return path

@@ -210,14 +210,14 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
                         summary="Register the device's public key with a one-time enrollment token")
     def enroll(body: EnrollRequest, request: Request) -> EnrollReply:
         signed, signature = request.state.signed
-        try:
-            public_key = base64.b64decode(body.public_key, validate=True)
-        except ValueError:
-            raise ProtocolError(422, "invalid-field", "public_key is not base64") from None
-        if len(public_key) != 32:
-            raise ProtocolError(422, "invalid-field", "public_key must be 32 bytes")
         source, who = client_address(request), {"device": body.device_id, "venue": body.venue_id}
         try:
+            try:
+                public_key = base64.b64decode(body.public_key, validate=True)
+            except ValueError:
+                raise ProtocolError(422, "invalid-field", "public_key is not base64") from None
+            if len(public_key) != 32:
+                raise ProtocolError(422, "invalid-field", "public_key must be 32 bytes")
             if signed.device_id != body.device_id:
                 raise ProtocolError(401, "bad-signature", f"{p.H_DEVICE} differs from the body's device_id")
             p.verify(public_key, signed, signature)

@@ -152,3 +152,13 @@ def test_path_tricks_in_config_values_get_a_clear_error(config_file, state_dir, 
     result = run_kiosk("--config", str(config_file), "checkin", "--payload", CCCD, timeout=60)
     assert result.returncode in (2, 3) and words in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and checkins(state_dir) == 0
+
+
+def test_a_shared_directory_is_never_taken_as_the_state_directory(config_file, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    config_file.write_text(config_file.read_text().replace(str(tmp_path / "state"), str(shared)))
+    result = run_kiosk("--config", str(config_file), "checkin", "--payload", CCCD)
+    assert result.returncode == 3 and "writable by every user" in result.stderr, result.stderr
+    assert mode(shared) == 0o1777 and not (shared / "device-secret.key").exists()

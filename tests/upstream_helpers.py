@@ -53,13 +53,16 @@ class Upstream:
 def start_upstream(db: str, listen: str = "127.0.0.1:0", *extra: str, log: Any = None) -> Upstream:
     """``kiosk upstream serve`` as a subprocess; returns once it announced its address.
 
-    ``log``: an open file for the server's log (its audit lines), instead of a pipe nobody reads."""
+    Its log (one audit line per refusal) goes to ``log``, an open file, or to an anonymous one: a
+    pipe nobody reads would fill up and stall the server."""
+    log = log or tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "kiosk", "upstream", "serve", "--db", db, "--listen", listen, *extra],
-                            stdout=subprocess.PIPE, stderr=log or subprocess.PIPE, text=True, env=kiosk_env(), cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=kiosk_env(), cwd=ROOT)
     line = proc.stdout.readline()
     if "listening on" not in line:
         proc.kill()
-        raise RuntimeError(f"upstream did not start: {line} {proc.stderr.read() if proc.stderr else ''}")
+        log.seek(0)
+        raise RuntimeError(f"upstream did not start: {line} {log.read()}")
     url = line.split()[4]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
