@@ -16,6 +16,7 @@ CORE = [
     "base45>=0.4",         # the Base45 layer of vaccine certificates (RFC 9285)
     "jsonschema>=4.18",    # the EU DCC schema check of vaccine certificates (draft 2020-12)
     "asn1crypto>=1.5",     # reads signer certificates' key usage where issuers' DER is not strict enough for cryptography
+    "google-re2>=1.1",     # personal-QR patterns in linear time: no pattern can make a scan backtrack (aarch64 wheels)
 ]
 DEVICE = [
     "pyzbar>=0.1.9",   # QR decoding (needs the system library libzbar0, >= 0.23 for exact bytes)

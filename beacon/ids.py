@@ -129,7 +129,9 @@ def load_or_create_base_key(state_dir: Path, utc_ms: int) -> BaseKey:
     if existing is not None:
         return existing
     base = new_base_key(utc_ms)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from kiosk.statefiles import private_dir
+
+    private_dir(state_dir)
     record = {"base_key": base.key.hex().upper(), "created_day": base.day.isoformat()}
     write_private_file(state_dir / KEY_FILE, (json.dumps(record) + "\n").encode("utf-8"))
     log.info("made a new beacon base key for %s; register it upstream", base.day)

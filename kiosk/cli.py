@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     from kiosk.config import ConfigError  # after parsing: `--help` and usage errors need neither
     from kiosk.logs import setup_logging
+    from kiosk.statefiles import DamagedStateFile
 
     setup_logging(args.log_level)
     try:
@@ -102,5 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"kiosk: config error: {exc}", file=sys.stderr)
         return 2
+    except DamagedStateFile as exc:
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130

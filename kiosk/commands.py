@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
+import stat
 import sys
 import threading
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 from kiosk.events import ACCEPTED, DUPLICATE, PROVISIONING, JsonLinesSink
 
@@ -82,11 +86,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lines(fh: BinaryIO, limit: int) -> Iterator[bytes]:
+    """Each line without its ending, cut at ``limit`` bytes; the rest of a longer line is skipped
+    unread into memory, so a file of one endless line costs ``limit`` bytes, no more."""
+    while True:
+        line = fh.readline(limit)
+        if not line:
+            return
+        if len(line) == limit and not line.endswith(b"\n"):
+            while (rest := fh.readline(65536)) and not rest.endswith(b"\n"):
+                pass
+        yield line.rstrip(b"\r\n")
+
+
 def cmd_checkin(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
+    if args.from_file is not None:
+        try:
+            source = open(args.from_file, "rb")
+            kind = os.fstat(source.fileno()).st_mode
+            if not (stat.S_ISREG(kind) or stat.S_ISFIFO(kind)):
+                source.close()
+                raise OSError(errno.EINVAL, "not a regular file or a pipe")  # /dev/zero would never end
+        except OSError as exc:
+            pipeline.close()
+            print(f"kiosk: {args.from_file}: cannot read ({exc.strerror})", file=sys.stderr)
+            return 2
     try:
         if args.payload is not None:
-            outcome = pipeline.handle_payload(args.payload.encode("utf-8"), source="manual")
+            # The exact bytes typed, even if they are not UTF-8: the registry judges them as a scan would.
+            outcome = pipeline.handle_payload(os.fsencode(args.payload), source="manual")
             if outcome.event == ACCEPTED:
                 print(outcome.checkin_id)
                 return 0
@@ -97,9 +126,9 @@ def cmd_checkin(args: argparse.Namespace) -> int:
             print(f"kiosk: {outcome.event}: {outcome.reason}", file=sys.stderr)
             return 1 if outcome.event in (DUPLICATE, "rejected") else 3
         worst = 0
-        with open(args.from_file, "rb") as fh:
-            for number, line in enumerate(fh, 1):
-                payload = line.rstrip(b"\r\n")
+        # A line longer than the largest payload (plus its ending) is cut there, and so refused as too-large.
+        with source as fh:
+            for number, payload in enumerate(_lines(fh, pipeline.config.formats.max_payload_bytes + 2), 1):
                 if not payload.strip():
                     continue
                 outcome = pipeline.handle_payload(payload, source="manual")

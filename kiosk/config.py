@@ -46,9 +46,11 @@ def matches(pattern: str, what: str) -> Check:
 
 
 def _valid_regex(v: str) -> str | None:
+    from kiosk.patterns import PatternError, compile_linear
+
     try:
-        re.compile(v)
-    except re.error as exc:
+        compile_linear(v)
+    except PatternError as exc:
         return f"a valid regular expression ({exc})"
     return None
 
@@ -283,10 +285,30 @@ def _build(data: dict[str, Any], source: str) -> Config:
     return Config(**built, source=source)
 
 
+def refuse_if_others_can_write(path: Path, fh: Any) -> None:
+    """As ssh does with its files: a config another user could change is not obeyed (they could
+    redirect the venue, the upstream or the sealing key). Group/world-writable file, or a directory
+    others may write without the sticky bit (they could swap the file), is refused."""
+    import stat
+
+    mode = stat.S_IMODE(os.fstat(fh.fileno()).st_mode)
+    if mode & 0o022:
+        raise ConfigError(f"{path}: other users can write this file (mode {mode:04o}); it is not obeyed "
+                          f"until only its owner can: chmod go-w {path}")
+    parent = Path(path).absolute().parent
+    dir_mode = os.stat(parent).st_mode
+    if dir_mode & 0o022 and not dir_mode & stat.S_ISVTX:
+        raise ConfigError(f"{path}: other users can replace files in {parent} (mode {stat.S_IMODE(dir_mode):04o}); "
+                          f"it is not obeyed until they cannot: chmod go-w {parent}")
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as fh:
+            refuse_if_others_can_write(path, fh)
             raw = fh.read(1_000_001)
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
     if len(raw) > 1_000_000:

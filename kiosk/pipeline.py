@@ -19,23 +19,30 @@ from kiosk.credentials import Credential, FormatContext, Registry, default_regis
 from kiosk.credentials.base import rejected
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, PROVISIONING, REJECTED, Outcome, OutcomeSink
 from kiosk.privacy import load_or_create_secret, read_key, seal_subject, visitor_ref
+from kiosk.statefiles import DamagedStateFile
 from kiosk.store import CheckinRow, StorageError, Store
 
 log = logging.getLogger("kiosk.pipeline")
 
 
 def device_id(config: Config) -> str:
-    """The configured id, or one generated on first start and kept in the state directory."""
+    """The configured id, or one generated on first start and kept in the state directory.
+
+    A device-id file that is empty or torn raises DamagedStateFile: rows with a made-up or empty id
+    could never be uploaded."""
     if config.device.id:
         return config.device.id
-    path = config.state_dir / "device-id"
-    try:
-        return path.read_text().strip()
-    except FileNotFoundError:
-        config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        new = "kiosk-" + new_checkin_id()[:8]
-        path.write_text(new + "\n")
-        return new
+    from kiosk.privacy import write_private_file
+    from kiosk.statefiles import DEVICE_ID_FILE, parse_device_id, private_dir, read_state_file
+
+    path = config.state_dir / DEVICE_ID_FILE
+    existing = read_state_file(path, parse_device_id)
+    if existing is not None:
+        return existing
+    private_dir(config.state_dir)
+    new = "kiosk-" + new_checkin_id()[:8]
+    write_private_file(path, (new + "\n").encode("ascii"))
+    return new
 
 
 class Pipeline:
@@ -64,6 +71,8 @@ class Pipeline:
         if self._identity is None:
             try:
                 self._identity = (load_or_create_secret(self.config.state_dir), device_id(self.config))
+            except DamagedStateFile as exc:
+                raise StorageError(str(exc)) from exc
             except OSError as exc:
                 raise StorageError(f"state directory {self.config.state_dir}: {exc.strerror or exc}") from exc
         return self._identity

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
@@ -21,15 +22,29 @@ SECRET_FILE = "device-secret.key"
 
 
 def write_private_file(path: Path, data: bytes) -> None:
-    """Create a 0600 file atomically (write, fsync, rename) so a power cut never leaves half a key."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Replace ``path`` atomically with a 0600 file holding ``data``, whatever the umask.
+
+    The bytes go to a temporary file with a name nobody can predict, created exclusively and never
+    through a symbolic link (a neighbour cannot make us write into their file), then fsync, rename
+    over ``path`` and fsync of the directory: a power cut leaves the old file or the new, never half.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, 0o600)  # the umask can only narrow the mode; make it exact
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -38,14 +53,15 @@ def write_private_file(path: Path, data: bytes) -> None:
 
 
 def load_or_create_secret(state_dir: Path, name: str = SECRET_FILE, size: int = 32) -> bytes:
+    """The per-device secret; made once. A damaged one raises DamagedStateFile, never a new secret:
+    a silent new secret would make every repeat visitor count twice."""
+    from kiosk.statefiles import exact_size, private_dir, read_state_file
+
     path = state_dir / name
-    try:
-        data = path.read_bytes()
-        if len(data) == size:
-            return data
-    except FileNotFoundError:
-        pass
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    existing = read_state_file(path, exact_size(size))
+    if existing is not None:
+        return existing
+    private_dir(state_dir)
     data = secrets.token_bytes(size)
     write_private_file(path, data)
     return data

@@ -19,6 +19,7 @@ from typing import Any
 from kiosk import __version__
 from kiosk.clock import boot_id, kernel_clock_synced, local_day_start_ms
 from kiosk.config import Config
+from kiosk.statefiles import DEVICE_ID_FILE, DamagedStateFile, parse_device_id, read_state_file, state_file_problems
 
 DB_NAME = "kiosk.db"  # kiosk.store.DB_NAME; imported late so `kiosk --version` needs no third-party library
 
@@ -84,7 +85,7 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
     f["config"] = config.source
     f["state_dir"] = str(state_dir)
     device = config.device
-    f["device"] = {"id": device.id or _read_text(state_dir / "device-id"), "venue_id": device.venue_id,
+    f["device"] = {"id": device.id or _stored_device_id(state_dir), "venue_id": device.venue_id,
                    "venue_name": device.venue_name, "direction": device.direction}
     if not device.venue_id:
         need.append("not provisioned: scan a provisioning QR code or run `kiosk provision`")
@@ -96,6 +97,7 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
     if not synced:
         need.append("clock not synchronised: check-ins are marked until NTP reaches a time server")
     _disk(state_dir, f, need)
+    need.extend(state_file_problems(state_dir))
     db = state_dir / DB_NAME
     if not db.exists():
         f["store"] = {"state": "missing", "path": str(db)}
@@ -202,10 +204,11 @@ def _disk(state_dir: Path, f: dict[str, Any], need: list[str]) -> None:
         need.append(f"disk nearly full: {usage.free // 2**20} MiB free for {state_dir}")
 
 
-def _read_text(path: Path) -> str:
+def _stored_device_id(state_dir: Path) -> str:
+    """The generated device id, or "" when there is none or it is damaged (reported with the state files)."""
     try:
-        return path.read_text().strip()
-    except OSError:
+        return read_state_file(state_dir / DEVICE_ID_FILE, parse_device_id) or ""
+    except (DamagedStateFile, OSError):
         return ""
 
 

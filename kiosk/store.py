@@ -155,10 +155,12 @@ class Store:
     @classmethod
     def open(cls, state_dir: Path) -> "Store":
         """The writer's connection: creates, migrates, and sets a damaged file aside."""
+        from kiosk.statefiles import private_dir
+
         try:
-            state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dir(state_dir)
         except OSError as exc:
-            raise StorageError(f"cannot create state directory {state_dir}: {exc.strerror}") from exc
+            raise StorageError(f"cannot create state directory {state_dir}: {exc.strerror or exc}") from exc
         path = state_dir / DB_NAME
         try:
             store = cls._connect(path)

@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--alert-check-s", type=float, default=None, help="how often to look for silent devices (30)")
     q.add_argument("--forwarded-allow-ips", metavar="IPS",
                    help="trust X-Forwarded-For/-Proto only from these proxy addresses (comma-separated)")
+    q.add_argument("--enroll-per-minute", type=int, default=None,
+                   help="enrollment attempts allowed per client address a minute (default 30; 0 = no limit)")
     q.set_defaults(func=cmd_serve)
 
     q = usub.add_parser("user", help="people who may log in to the console")
@@ -72,6 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     who = q.add_mutually_exclusive_group(required=True)
     who.add_argument("--venue", metavar="ID")
     who.add_argument("--operator", action="store_true", help="a bearer token for the /v1/admin views")
+    q.add_argument("--device", metavar="ID", help="with --venue: the token enrolls only this device id, and may "
+                   "give an enrolled device a new key (a replaced SD card)")
     q.add_argument("--ttl-hours", type=float, default=168.0, help="enrollment token lifetime (default a week)")
     q.set_defaults(func=cmd_token)
 
@@ -113,7 +117,8 @@ def _print(obj: Any) -> None:
 
 def _storage(args: argparse.Namespace, create: bool = False):  # noqa: ANN202
     """The upstream's storage; a SQLite file must exist unless ``create`` (only `serve` creates one),
-    so a mistyped --db is an error, not an empty database answering zero rows."""
+    so a mistyped --db is an error, not an empty database answering zero rows. Every operator
+    command but ``serve`` leaves an audit line saying who ran what."""
     from sync.storage import Storage
 
     if not create and not args.db.startswith(("postgresql://", "postgres://")):
@@ -122,7 +127,15 @@ def _storage(args: argparse.Namespace, create: bool = False):  # noqa: ANN202
             print(f"kiosk: no upstream database at {path} (`kiosk upstream serve --db {args.db}` creates one)",
                   file=sys.stderr)
             raise SystemExit(2)
-    return Storage(args.db)
+    storage = Storage(args.db)
+    if args.upstream_command != "serve":
+        import getpass
+
+        from sync.audit import audit
+
+        fields = {k: getattr(args, k, None) for k in ("venue", "device", "start", "end")}
+        audit("operator-command", "local", user=getpass.getuser(), command=args.upstream_command, **fields)
+    return storage
 
 
 # ---- device -------------------------------------------------------------------------------------
@@ -175,7 +188,9 @@ def _single_instance(state_dir: Path):  # noqa: ANN202
     """An exclusive lock held for the process's life: a second uploader would reset the first's rows."""
     import fcntl
 
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from kiosk.statefiles import private_dir
+
+    private_dir(state_dir)
     fh = open(state_dir / "sync.lock", "a")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -218,7 +233,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     changes = {k: v for k, v in {"max_body_bytes": args.max_body_bytes, "max_json_bytes": args.max_json_bytes,
                                  "clock_window_ms": int(args.clock_window_s * 1000) if args.clock_window_s else None,
                                  "silent_after_s": args.silent_after_s, "alert_webhook_url": args.alert_webhook,
-                                 "alert_check_s": args.alert_check_s}.items() if v is not None}
+                                 "alert_check_s": args.alert_check_s,
+                                 "enroll_per_minute": args.enroll_per_minute}.items() if v is not None}
     if args.alert_webhook:
         from sync.console.alerts import check_webhook_url
 
@@ -273,14 +289,19 @@ async def _serve_watched(server: Any, sock: Any, status: str) -> None:
 def cmd_token(args: argparse.Namespace) -> int:
     from kiosk.config import ID_CHECK
 
-    if args.venue is not None and (not args.venue or ID_CHECK(args.venue)):
-        print("kiosk: --venue must be letters, digits, '.', '_' or '-', at most 64", file=sys.stderr)
+    for option in ("venue", "device"):
+        value = getattr(args, option)
+        if value is not None and (not value or ID_CHECK(value)):
+            print(f"kiosk: --{option} must be letters, digits, '.', '_' or '-', at most 64", file=sys.stderr)
+            return 2
+    if args.device is not None and args.venue is None:
+        print("kiosk: --device needs --venue (the venue the device will serve)", file=sys.stderr)
         return 2
     storage = _storage(args)
     if args.operator:
         print(storage.create_token("operator"))
     else:
-        print(storage.create_token("enroll", args.venue, ttl_s=args.ttl_hours * 3600))
+        print(storage.create_token("enroll", args.venue, ttl_s=args.ttl_hours * 3600, device_id=args.device))
     storage.close()
     return 0
 

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from kiosk.privacy import write_private_file
+from kiosk.statefiles import exact_size, parse_json_object, private_dir, read_state_file
 
 KEY_FILE = "sync-device.key"
 ENROLLMENT_FILE = "sync-enrollment.json"
@@ -29,25 +30,20 @@ class Enrollment:
 
 
 def load_or_create_key(state_dir: Path) -> Ed25519PrivateKey:
-    path = state_dir / KEY_FILE
-    try:
-        raw = path.read_bytes()
-        if len(raw) == 32:
-            return Ed25519PrivateKey.from_private_bytes(raw)
-    except FileNotFoundError:
-        pass
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """The device's key, made once; a damaged key file raises DamagedStateFile rather than a new key
+    (a new key would be refused upstream as ``device-enrolled``: re-keying is the operator's call)."""
+    existing = load_key(state_dir)
+    if existing is not None:
+        return existing
+    private_dir(state_dir)
     key = Ed25519PrivateKey.generate()
-    write_private_file(path, key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
+    write_private_file(state_dir / KEY_FILE, key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
     return key
 
 
 def load_key(state_dir: Path) -> Ed25519PrivateKey | None:
-    try:
-        raw = (state_dir / KEY_FILE).read_bytes()
-    except FileNotFoundError:
-        return None
-    return Ed25519PrivateKey.from_private_bytes(raw) if len(raw) == 32 else None
+    raw = read_state_file(state_dir / KEY_FILE, exact_size(32))
+    return None if raw is None else Ed25519PrivateKey.from_private_bytes(raw)
 
 
 def save_enrollment(state_dir: Path, enrollment: Enrollment) -> None:
@@ -55,8 +51,5 @@ def save_enrollment(state_dir: Path, enrollment: Enrollment) -> None:
 
 
 def load_enrollment(state_dir: Path) -> Enrollment | None:
-    try:
-        data = json.loads((state_dir / ENROLLMENT_FILE).read_text(encoding="utf-8"))
-        return Enrollment(**data)
-    except (FileNotFoundError, ValueError, TypeError):
-        return None
+    """What this device enrolled as; None before enrollment, DamagedStateFile if the file is unusable."""
+    return read_state_file(state_dir / ENROLLMENT_FILE, lambda data: Enrollment(**parse_json_object(data)))

@@ -26,11 +26,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from kiosk import __version__
 from sync import protocol as p
 from sync.console.pages import mount as mount_console
+from sync.audit import audit, token_id
 from sync.exposure import exposure_entries
 from sync.protocol import ProtocolError
 from sync.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
                          Error, Exposure, Fleet, Heartbeat, Stats, TimeReply, Trace)
-from sync.storage import Device, Storage, now_ms
+from sync.ratelimit import RateLimiter
+from sync.storage import Device, Storage, now_ms, token_hash
 
 log = logging.getLogger("sync.server")
 
@@ -46,6 +48,7 @@ class ServerSettings:
     silent_after_s: int = 900
     alert_webhook_url: str | None = None  # the console posts silent devices here, once per outage
     alert_check_s: float = 30.0
+    enroll_per_minute: int = 30  # enrollment attempts per client address a minute (as a burst too); 0 = no limit
 
 
 def error_response(status: int, reason: str, message: str, fields: list | None = None,
@@ -57,6 +60,11 @@ def error_response(status: int, reason: str, message: str, fields: list | None =
 
 
 ERRORS = {code: {"model": Error} for code in (400, 401, 403, 413, 415, 422, 503)}
+ENROLL_ERRORS = {**ERRORS, **{code: {"model": Error} for code in (409, 429)}}
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
 
 # ---- authentication in the route class ----------------------------------------------------------
@@ -112,9 +120,18 @@ class _SignedRoute(APIRoute):
         enrolled = self.enrolled
 
         async def signed_handler(request: Request) -> Response:
+            source = client_address(request)
+            if not enrolled:
+                wait = request.app.state.enroll_limiter.wait_s(source or "unknown")
+                if wait:
+                    audit("enrollment-rate-limited", source, logging.WARNING, path=request.url.path)
+                    return error_response(429, "rate-limited", "too many enrollment attempts from this address",
+                                          headers={"Retry-After": str(max(1, round(wait)))})
             try:
                 await _authenticate(request, enrolled)
             except ProtocolError as exc:
+                audit("enrollment-refused" if not enrolled else "request-refused", source, logging.WARNING,
+                      device=request.headers.get(p.H_DEVICE, "")[:80], path=request.url.path, reason=exc.reason)
                 return error_response(exc.status, exc.reason, exc.message)
             return await handler(request)
 
@@ -150,10 +167,16 @@ bearer = HTTPBearer(auto_error=False, description="operator token from `kiosk up
 
 
 def operator(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    """Every operator request is audited: who (the token's id), what (path and query), from where."""
+    source, query = client_address(request), request.url.query[:300] or None
     if credentials is None:
+        audit("operator-refused", source, logging.WARNING, path=request.url.path, reason="operator-token-required")
         raise ProtocolError(401, "operator-token-required", "send Authorization: Bearer <operator token>")
+    who = token_id(token_hash(credentials.credentials))
     if not request.app.state.storage.operator_token_valid(credentials.credentials):
+        audit("operator-refused", source, logging.WARNING, token=who, path=request.url.path, reason="bad-operator-token")
         raise ProtocolError(403, "bad-operator-token", "operator token is not valid")
+    audit("operator-query", source, token=who, path=request.url.path, query=query)
 
 
 # ---- the app ------------------------------------------------------------------------------------
@@ -174,6 +197,7 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
                   docs_url=None, redoc_url=None)
     app.state.storage = storage
     app.state.settings = settings
+    app.state.enroll_limiter = RateLimiter(settings.enroll_per_minute, max(1, settings.enroll_per_minute))
     _install_error_handlers(app)
 
     public = APIRouter(prefix=p.API, tags=["device"])
@@ -183,25 +207,31 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
         return TimeReply(utc_ms=now_ms())
 
     enroll_router = APIRouter(prefix=p.API, tags=["device"], route_class=EnrollRoute,
-                              dependencies=[Depends(signature_headers)], responses=ERRORS)
+                              dependencies=[Depends(signature_headers)], responses=ENROLL_ERRORS)
 
     @enroll_router.post("/enroll", response_model=EnrollReply,
                         summary="Register the device's public key with a one-time enrollment token")
     def enroll(body: EnrollRequest, request: Request) -> EnrollReply:
         signed, signature = request.state.signed
+        source, who = client_address(request), {"device": body.device_id, "venue": body.venue_id}
         try:
-            public_key = base64.b64decode(body.public_key, validate=True)
-        except ValueError:
-            raise ProtocolError(422, "invalid-field", "public_key is not base64") from None
-        if len(public_key) != 32:
-            raise ProtocolError(422, "invalid-field", "public_key must be 32 bytes")
-        if signed.device_id != body.device_id:
-            raise ProtocolError(401, "bad-signature", f"{p.H_DEVICE} differs from the body's device_id")
-        p.verify(public_key, signed, signature)
-        enrolled = request.app.state.storage.enroll(body.token, body.device_id, body.venue_id, public_key,
-                                                    body.software_version)
-        log.info("device %s enrolled at venue %s", body.device_id, body.venue_id)
-        return EnrollReply(device_id=body.device_id, venue_id=body.venue_id, enrolled_ms=enrolled,
+            try:
+                public_key = base64.b64decode(body.public_key, validate=True)
+            except ValueError:
+                raise ProtocolError(422, "invalid-field", "public_key is not base64") from None
+            if len(public_key) != 32:
+                raise ProtocolError(422, "invalid-field", "public_key must be 32 bytes")
+            if signed.device_id != body.device_id:
+                raise ProtocolError(401, "bad-signature", f"{p.H_DEVICE} differs from the body's device_id")
+            p.verify(public_key, signed, signature)
+            enrolled = request.app.state.storage.enroll(body.token, body.device_id, body.venue_id, public_key,
+                                                        body.software_version)
+        except ProtocolError as exc:
+            audit("enrollment-refused", source, logging.WARNING, **who, reason=exc.reason)
+            raise
+        audit("enrollment", source, logging.WARNING if enrolled.action.startswith("re-") else logging.INFO,
+              action=enrolled.action, **who, key=base64.b64encode(public_key).decode("ascii"))
+        return EnrollReply(device_id=body.device_id, venue_id=body.venue_id, enrolled_ms=enrolled.enrolled_ms,
                            server_time_ms=now_ms())
 
     device = APIRouter(prefix=p.API, tags=["device"], route_class=DeviceRoute,

@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     expires_ms {int},
     used_ms {int},
     used_by TEXT,
-    used_key {blob}
+    used_key {blob},
+    device_id TEXT                         -- set: enrolls (or re-keys) only this device id
 );
 CREATE TABLE IF NOT EXISTS nonces (
     device_id TEXT NOT NULL,
@@ -97,6 +98,16 @@ def token_hash(token: str) -> str:
 
 
 @dataclass(frozen=True)
+class Enrolled:
+    """What an enrollment did: ``enrolled`` (new device), ``retry`` (same request again), ``re-enrolled``
+    (same key, e.g. moved venue), ``re-keyed`` (new key, on a token issued for this device) or
+    ``re-enrolled-after-revocation`` (new key after the operator revoked the old one)."""
+
+    enrolled_ms: int
+    action: str
+
+
+@dataclass(frozen=True)
 class Device:
     device_id: str
     venue_id: str
@@ -118,17 +129,18 @@ class Storage:
             for statement in SCHEMA.format(blob=blob, int=integer).split(";"):
                 if statement.strip():
                     cur.execute(statement)
-            self._add_missing_columns(cur)
+            for column, definition in ADDED_CHECKIN_COLUMNS:
+                self._add_column(cur, "checkins", column, definition)
+            self._add_column(cur, "tokens", "device_id", "TEXT")
 
-    def _add_missing_columns(self, cur: "_Cursor") -> None:
+    def _add_column(self, cur: "_Cursor", table: str, column: str, sql_type: str) -> None:
+        """Bring a database made by an earlier version up to the schema (CREATE IF NOT EXISTS adds no column)."""
         if self.dialect == "postgresql":
-            cur.execute("SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'checkins'")
-        else:
-            cur.execute("SELECT name FROM pragma_table_info('checkins')")
-        present = {r["name"] for r in cur.fetchall()}
-        for column, definition in ADDED_CHECKIN_COLUMNS:
-            if column not in present:
-                cur.execute(f"ALTER TABLE checkins ADD COLUMN {column} {definition}")
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+            return
+        cur.execute(f"SELECT name FROM pragma_table_info('{table}')")
+        if column not in {r["name"] for r in cur.fetchall()}:
+            cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
     # ---- connections --------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -196,21 +208,28 @@ class Storage:
                 return
 
     # ---- tokens and enrollment ----------------------------------------------------------------
-    def create_token(self, kind: str, venue_id: str | None = None, ttl_s: float | None = None) -> str:
+    def create_token(self, kind: str, venue_id: str | None = None, ttl_s: float | None = None,
+                     device_id: str | None = None) -> str:
+        """A new token; an enrollment token issued with ``device_id`` may re-key that enrolled device."""
         token = ("kt_" if kind == "enroll" else "ko_") + secrets.token_urlsafe(24)
         created = now_ms()
         expires = created + int(ttl_s * 1000) if ttl_s else None
         with self._transaction() as cur:
-            cur.execute("INSERT INTO tokens (token_hash, kind, venue_id, created_ms, expires_ms) VALUES (?, ?, ?, ?, ?)",
-                        [token_hash(token), kind, venue_id, created, expires])
+            cur.execute("INSERT INTO tokens (token_hash, kind, venue_id, created_ms, expires_ms, device_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?)", [token_hash(token), kind, venue_id, created, expires, device_id])
         return token
 
     def operator_token_valid(self, token: str) -> bool:
         rows = self._query("SELECT expires_ms FROM tokens WHERE token_hash = ? AND kind = 'operator'", [token_hash(token)])
         return bool(rows) and (rows[0]["expires_ms"] is None or rows[0]["expires_ms"] > now_ms())
 
-    def enroll(self, token: str, device_id: str, venue_id: str, public_key: bytes, software_version: str) -> int:
-        """Spend a one-time token on (device, key); the same request again is answered the same way."""
+    def enroll(self, token: str, device_id: str, venue_id: str, public_key: bytes, software_version: str) -> Enrolled:
+        """Spend a one-time token on (device, key); the same request again is answered the same way.
+
+        A device id is bound to one key: an enrolled device may come back with the key it holds (to
+        move venue), but a new key for it takes an operator's decision, either a token issued for
+        that device id or revoking it first. A revoked key is never accepted again.
+        """
         at = now_ms()
         with self._transaction() as cur:
             cur.execute("SELECT * FROM tokens WHERE token_hash = ? AND kind = 'enroll'", [token_hash(token)])
@@ -220,28 +239,43 @@ class Storage:
             tok = rows[0]
             if tok["venue_id"] != venue_id:
                 raise ProtocolError(403, "venue-mismatch", "this token was issued for another venue")
+            if tok["device_id"] is not None and tok["device_id"] != device_id:
+                raise ProtocolError(403, "device-mismatch", "this token was issued for another device")
             if tok["used_ms"] is not None:
                 if tok["used_by"] == device_id and bytes(tok["used_key"]) == public_key:
-                    return tok["used_ms"]  # a retry after a lost answer
+                    return Enrolled(tok["used_ms"], "retry")  # a retry after a lost answer
                 raise ProtocolError(403, "token-used", "enrollment token was already used")
             if tok["expires_ms"] is not None and tok["expires_ms"] < at:
                 raise ProtocolError(403, "token-expired", "enrollment token has expired")
-            cur.execute("SELECT revoked_ms FROM devices WHERE device_id = ?", [device_id])
+            cur.execute("SELECT public_key, revoked_ms FROM devices WHERE device_id = ?", [device_id])
             existing = cur.fetchall()
-            if existing and existing[0]["revoked_ms"] is not None:
-                raise ProtocolError(403, "device-revoked", "this device id was revoked")
+            action = "enrolled"
+            if existing:
+                same_key = bytes(existing[0]["public_key"]) == public_key
+                if existing[0]["revoked_ms"] is not None:
+                    if same_key:
+                        raise ProtocolError(403, "device-revoked", "this device id was revoked; enroll it with a new key")
+                    action = "re-enrolled-after-revocation"
+                elif same_key:
+                    action = "re-enrolled"
+                elif tok["device_id"] == device_id:
+                    action = "re-keyed"
+                else:
+                    raise ProtocolError(409, "device-enrolled",
+                                        "this device id is enrolled with another key; a new key needs a token "
+                                        "issued for this device (`kiosk upstream token --device ID`) or a revocation")
             cur.execute(
                 """INSERT INTO devices (device_id, venue_id, public_key, software_version, enrolled_ms)
                    VALUES (?, ?, ?, ?, ?)
                    ON CONFLICT (device_id) DO UPDATE SET venue_id = excluded.venue_id,
                    public_key = excluded.public_key, software_version = excluded.software_version,
-                   enrolled_ms = excluded.enrolled_ms""",
+                   enrolled_ms = excluded.enrolled_ms, revoked_ms = NULL""",
                 [device_id, venue_id, public_key, software_version, at])
             cur.execute("INSERT INTO device_venues (device_id, venue_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
                         [device_id, venue_id])
             cur.execute("UPDATE tokens SET used_ms = ?, used_by = ?, used_key = ? WHERE token_hash = ?",
                         [at, device_id, public_key, token_hash(token)])
-        return at
+        return Enrolled(at, action)
 
     def device(self, device_id: str) -> Device | None:
         rows = self._query("SELECT device_id, venue_id, public_key, revoked_ms FROM devices WHERE device_id = ?", [device_id])

@@ -121,8 +121,8 @@ def test_kiosk_inspect_reports_every_format(setup, tmp_path):
     assert out["cccd"] == {"kind": "cccd", "verdict": "accepted", "reason": "ok", "display_name": "Nguyễn V. A."}
     assert out["personal"]["kind"] == "personal" and out["personal"]["display_name"] == ""
     assert out["hc1"] == {"kind": "hc1", "verdict": "accepted", "reason": "ok", "display_name": "Nguyễn V. A.",
-                          "signature": "valid", "expiry": "valid", "schema": "valid", "key_usage": "valid",
-                          "certificate_type": "v", "issuer": "VN"}
+                          "signature": "valid", "signer_validity": "valid", "key_usage": "valid", "expiry": "valid",
+                          "fields": "valid", "schema": "valid", "certificate_type": "v", "issuer": "VN"}
     assert out["provisioning"]["venue_id"] == "V-NEW" and out["provisioning"]["direction"] == "exit"
     assert all("001090123456" not in json.dumps(v) for v in out.values())
 
@@ -139,8 +139,8 @@ def test_kiosk_inspect_reports_every_format(setup, tmp_path):
     assert json.loads(result.stdout)["expiry"] == "not-yet-valid"
     result = run_kiosk("--config", str(config), "inspect", "HC1:%%%%")
     assert json.loads(result.stdout) == {"kind": "hc1", "verdict": "rejected", "reason": "malformed", "display_name": "",
-                                         "layer": "base45", "signature": None, "expiry": None, "schema": None,
-                                         "key_usage": None}
+                                         "layer": "base45", "signature": None, "signer_validity": None,
+                                         "key_usage": None, "expiry": None, "fields": None, "schema": None}
     for args, words in ((["--at", "yesterday", "x"], "--at"), (["--trust", str(tmp_path / "none"), "x"], "no such file"),
                         (["--file", str(tmp_path / "none")], "cannot read")):
         bad = run_kiosk("--config", str(config), "inspect", *args)

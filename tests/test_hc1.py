@@ -26,7 +26,8 @@ def test_genuine_vietnamese_certificate_is_accepted_with_stable_subject():
     assert (cred.verdict, cred.reason) == ("accepted", "ok")
     assert cred.subject == "NGUYEN<<VAN<AN|1990-01-01"
     assert cred.display_name == "Nguyễn V. A."
-    assert cred.facts == {"verdicts": {"signature": "valid", "expiry": "valid", "schema": "valid", "key_usage": "valid"},
+    assert cred.facts == {"verdicts": {"signature": "valid", "signer_validity": "valid", "key_usage": "valid",
+                                       "expiry": "valid", "fields": "valid", "schema": "valid"},
                           "certificate_type": "v", "issuer": "VN"}
     # A second certificate of the same person (another dose) is the same visitor.
     later = dict(VIETNAMESE_DCC, v=[dict(VIETNAMESE_DCC["v"][0], dn=3, sd=3, ci="URN:UVCI:01:VN:OTHER#Y")])

@@ -73,7 +73,7 @@ def test_corrupt_database_is_kept_aside_and_a_fresh_one_started(config, damage, 
 def small_fs(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)], check=True)  # the kiosk's own, not 1777
     yield mount
     subprocess.run(["umount", "-l", str(mount)], check=False)
 

@@ -50,14 +50,19 @@ class Upstream:
         return self.process.poll() is None
 
 
-def start_upstream(db: str, listen: str = "127.0.0.1:0", *extra: str) -> Upstream:
-    """``kiosk upstream serve`` as a subprocess; returns once it announced its address."""
+def start_upstream(db: str, listen: str = "127.0.0.1:0", *extra: str, log: Any = None) -> Upstream:
+    """``kiosk upstream serve`` as a subprocess; returns once it announced its address.
+
+    Its log (one audit line per refusal) goes to ``log``, an open file, or to an anonymous one: a
+    pipe nobody reads would fill up and stall the server."""
+    log = log or tempfile.TemporaryFile("w+")
     proc = subprocess.Popen([sys.executable, "-m", "kiosk", "upstream", "serve", "--db", db, "--listen", listen, *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=kiosk_env(), cwd=ROOT)
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=kiosk_env(), cwd=ROOT)
     line = proc.stdout.readline()
     if "listening on" not in line:
         proc.kill()
-        raise RuntimeError(f"upstream did not start: {line} {proc.stderr.read()}")
+        log.seek(0)
+        raise RuntimeError(f"upstream did not start: {line} {log.read()}")
     url = line.split()[4]
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -22,7 +22,8 @@ REASONS = {
     "not-yet-valid": "issued in the future by this device's clock",
     "untrusted-signer": "signed by a key the trust list does not hold",
     "invalid-signature": "the signature does not verify with the signer's key",
-    "invalid-schema": "signed, but the content does not follow the certificate schema",
+    "signer-not-valid": "the signer's own certificate was not valid when it signed this one",
+    "invalid-schema": "signed, but a field the check-in reads (names, birth date, one entry) is missing or malformed",
     "wrong-key-usage": "the signer may not sign this kind of certificate",
     "unreadable-frame": "the camera frame itself could not be decoded",
 }

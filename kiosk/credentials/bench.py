@@ -47,6 +47,7 @@ def bench_credentials(args: argparse.Namespace) -> dict[str, Any]:
             times.append((time.perf_counter() - start) * 1e6)
         result[kind] = {"payload_bytes": len(payload), "us_p50": round(percentile(times, 50), 1),
                         "us_p99": round(percentile(times, 99), 1)}
+    result["hostile_pattern"] = _hostile_pattern(result["personal"]["us_p50"])
     bomb = b"HC1:" + base45.b45encode(zlib.compress(b"A" * (50 * 2**20), 9))
     evaluate(bomb, trust, now_ms)
     start = time.perf_counter()
@@ -59,3 +60,29 @@ def bench_credentials(args: argparse.Namespace) -> dict[str, Any]:
     result["zlib_bomb"] = {"inflates_to_mb": 50, "payload_bytes": len(bomb), "refused_at": refused.facts.get("layer"),
                            "ms": round(elapsed * 1000, 2), "traced_peak_mb": round(peak / 2**20, 2)}
     return result
+
+
+def _hostile_pattern(floor_us: float) -> dict[str, Any]:
+    """A nested-repetition pattern on codes made to backtrack: RE2's cost against Python's ``re``.
+
+    The floor is the ordinary personal pattern's p50 from the same run; Python's ``re`` is timed once
+    on a short code only (each added byte doubles its time)."""
+    import re
+
+    from kiosk.patterns import compile_linear
+
+    nested = r"PC-([0-9A-F]+)+-OK"
+    linear = compile_linear(nested)
+    out: dict[str, Any] = {"pattern": nested}
+    for size in (27, 2953):
+        text = "PC-" + "A" * (size - 4) + "!"
+        start = time.perf_counter()
+        for _ in range(100):
+            linear.fullmatch(text)
+        us = (time.perf_counter() - start) / 100 * 1e6
+        out[f"re2_us_{size}_bytes"] = round(us, 1)
+        out[f"re2_{size}_bytes_to_floor"] = round(us / floor_us, 2) if floor_us else None
+    start = time.perf_counter()
+    re.fullmatch(nested, "PC-" + "A" * 20 + "!")
+    out["python_re_ms_24_bytes"] = round((time.perf_counter() - start) * 1000, 1)
+    return out

@@ -59,7 +59,7 @@ def inspect_json(credential: Any) -> dict[str, Any]:
                            "display_name": credential.display_name}
     facts = dict(credential.facts)
     if credential.kind == "hc1":
-        out.update({"signature": None, "expiry": None, "schema": None, "key_usage": None})
+        out.update(dict.fromkeys(("signature", "signer_validity", "key_usage", "expiry", "fields", "schema")))
         out.update(facts.pop("verdicts", {}))
     out.update(facts)
     return out

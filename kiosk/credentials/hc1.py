@@ -3,9 +3,12 @@
 Layers, outermost first: the context prefix ``HC1:``, Base45, zlib, COSE_Sign1 (CBOR), and inside it
 a CBOR Web Token whose claim -260/1 holds the certificate (JSON-like: name, date of birth, one
 vaccination, test or recovery entry). A layer that fails names itself in the verdict (``layer``).
-Then, independently so ``kiosk inspect`` can show all of them: the signature against the offline
-trust list, the certificate schema, issued-at/expiry against the clock, and the signer's key usage
-against the certificate type.
+Then, independently so ``kiosk inspect`` can show all of them, the checks EU verifiers make: the
+signature against the offline trust list, the signer certificate's validity at the certificate's
+issue time, the signer's key usage against the certificate type, issued-at/expiry against the
+clock, and the fields the check-in reads (names, birth date, one certificate entry). The full DCC
+schema is reported as deviations, never decisive: genuine certificates differ from the latest
+schema in fields the kiosk never reads (docs/credentials.md).
 
 Hostile input is bounded at every step: the payload is at most a QR code's size, decompression
 stops at MAX_COSE_BYTES however well the input compresses, CBOR nesting is capped, CBOR semantic
@@ -244,6 +247,19 @@ def check_key_usage(cert: x509.Certificate, types: set[str]) -> str:
     return "valid" if types and types <= allowed else "invalid"
 
 
+def check_signer_validity(cert: x509.Certificate, cwt: Cwt) -> str:
+    """valid | expired | not-yet-valid: was the signer's own certificate valid when it signed (issued-at)?
+
+    A document signer past its validity signs nothing genuine: its key may since have leaked.
+    """
+    signed_at = datetime.fromtimestamp(cwt.issued_at, tz=timezone.utc)
+    if signed_at < cert.not_valid_before_utc:
+        return "not-yet-valid"
+    if signed_at > cert.not_valid_after_utc:
+        return "expired"
+    return "valid"
+
+
 def check_expiry(cwt: Cwt, now_utc_ms: int) -> str:
     now = now_utc_ms / 1000
     if now < cwt.issued_at:
@@ -263,7 +279,10 @@ def to_json(value: Any) -> Any:
         if value.tag == 0 and isinstance(value.value, str):
             return to_json(value.value)
         if value.tag == 1 and _numeric_date(value.value):
-            return datetime.fromtimestamp(value.value, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+            try:
+                return datetime.fromtimestamp(value.value, tz=timezone.utc).isoformat().replace("+00:00", "Z")
+            except (OverflowError, OSError, ValueError):  # past year 9999 or before year 1
+                raise NotJson("date out of range") from None
         raise NotJson(f"tag {value.tag}")
     if isinstance(value, str):
         if len(value) > MAX_DCC_STRING:
@@ -288,11 +307,43 @@ def _schema_validator() -> Any:
     return jsonschema.Draft202012Validator(json.loads(text), format_checker=jsonschema.FormatChecker(["date"]))
 
 
-def check_schema(dcc: Mapping) -> str:
+MAX_DEVIATIONS = 10
+
+
+def schema_deviations(dcc: Mapping) -> list[str]:
+    """Where the certificate departs from the DCC schema, as ``path: rule`` (never a value: names are data)."""
     try:
-        return "valid" if _schema_validator().is_valid(to_json(dcc)) else "invalid"
-    except (NotJson, RecursionError):
+        errors = sorted(_schema_validator().iter_errors(to_json(dcc)), key=lambda e: list(map(str, e.absolute_path)))
+    except NotJson as exc:
+        return [f"(content): not JSON ({exc})"]
+    except RecursionError:
+        return ["(content): nested too deeply"]
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.validator}" for e in errors[:MAX_DEVIATIONS]]
+
+
+_ICAO_NAME = re.compile(r"[A-Z<]{0,80}")
+_BIRTH_DATE = re.compile(r"([0-9]{4}(-[0-9]{2}(-[0-9]{2})?)?)?")  # the schema's forms; empty = unknown
+
+
+def check_fields(dcc: Mapping) -> str:
+    """valid | invalid: only what the check-in reads (identity from nam.fnt, nam.gnt and dob; the
+    names shown; one vaccination, test or recovery entry), in the form the schema gives it."""
+    nam = dcc.get("nam")
+    if not isinstance(nam, Mapping):
         return "invalid"
+    icao = [nam.get(k, "") for k in ("fnt", "gnt")]  # either may be empty (mononyms), not both
+    if not all(isinstance(n, str) and _ICAO_NAME.fullmatch(n) for n in icao) or not any(icao):
+        return "invalid"
+    if any(not isinstance(nam.get(k, ""), str) or len(nam.get(k, "")) > 80 for k in ("fn", "gn")):
+        return "invalid"
+    dob = dcc.get("dob")
+    if not (isinstance(dob, str) and _BIRTH_DATE.fullmatch(dob)):
+        return "invalid"
+    entries = [dcc[t] for t in ("v", "t", "r") if t in dcc]
+    if len(entries) != 1 or not isinstance(entries[0], (list, tuple)) or len(entries[0]) != 1 \
+            or not isinstance(entries[0][0], Mapping):
+        return "invalid"
+    return "valid"
 
 
 # ---- identity -----------------------------------------------------------------------------------
@@ -318,8 +369,10 @@ def display_name_of(dcc: Mapping) -> str:
 _REASON_ORDER = (
     ("signature", "untrusted", "untrusted-signer"),
     ("signature", "invalid", "invalid-signature"),
+    ("signer_validity", "expired", "signer-not-valid"),
+    ("signer_validity", "not-yet-valid", "signer-not-valid"),
     ("key_usage", "invalid", "wrong-key-usage"),
-    ("schema", "invalid", "invalid-schema"),
+    ("fields", "invalid", "invalid-schema"),
     ("expiry", "expired", "expired"),
     ("expiry", "not-yet-valid", "not-yet-valid"),
 )
@@ -334,13 +387,18 @@ def evaluate(payload: bytes, trust: TrustList, now_utc_ms: int) -> Credential:
         return rejected(KIND, "malformed", layer=exc.layer)
     signature, signer = verify_signature(cose, trust)
     types = certificate_types(cwt.dcc)
+    deviations = schema_deviations(cwt.dcc)
     verdicts = {
         "signature": signature,
-        "expiry": check_expiry(cwt, now_utc_ms),
-        "schema": check_schema(cwt.dcc),
+        "signer_validity": check_signer_validity(signer, cwt) if signer is not None else None,
         "key_usage": check_key_usage(signer, types) if signer is not None else None,
+        "expiry": check_expiry(cwt, now_utc_ms),
+        "fields": check_fields(cwt.dcc),
+        "schema": "deviations" if deviations else "valid",  # reported, not decisive
     }
     facts: dict[str, Any] = {"verdicts": verdicts, "certificate_type": "".join(sorted(types)) or None}
+    if deviations:
+        facts["schema_deviations"] = deviations
     if cwt.issuer is not None and re.fullmatch(r"[A-Z]{2,3}", cwt.issuer):
         facts["issuer"] = cwt.issuer
     reason = next((r for key, value, r in _REASON_ORDER if verdicts[key] == value), "ok")

@@ -39,13 +39,16 @@ class Issuer:
     cert: x509.Certificate
 
     @classmethod
-    def new(cls, usages: tuple[str, ...] = (VACCINATION_OID,), name: str = "Test DSC VN") -> "Issuer":
+    def new(cls, usages: tuple[str, ...] = (VACCINATION_OID,), name: str = "Test DSC VN",
+            valid_from: dt.datetime | None = None, valid_until: dt.datetime | None = None) -> "Issuer":
+        """A self-signed document signer; valid from 400 days ago to 400 days ahead unless told otherwise."""
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name), x509.NameAttribute(NameOID.COUNTRY_NAME, "VN")])
         now = dt.datetime.now(dt.timezone.utc)
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-                   .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=400))
-                   .not_valid_after(now + dt.timedelta(days=400)))
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(valid_from or now - dt.timedelta(days=400))
+                   .not_valid_after(valid_until or now + dt.timedelta(days=400)))
         if usages:
             builder = builder.add_extension(x509.ExtendedKeyUsage([x509.ObjectIdentifier(u) for u in usages]), critical=False)
         return cls(key, builder.sign(key, hashes.SHA256()))

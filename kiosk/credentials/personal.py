@@ -1,34 +1,36 @@
 """Personal health QR (PC-Covid / VNeID): format never published, so recognised by configured patterns.
 
-The token itself is the subject; it is kept opaque (never parsed further).
+The token itself is the subject; it is kept opaque (never parsed further). Patterns run on RE2
+(kiosk/patterns.py): a payload costs time linear in its length whatever the pattern.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from typing import Any
 
 from kiosk.credentials.base import ACCEPTED, Credential, FormatContext
+from kiosk.patterns import compile_linear
 
 KIND = "personal"
 
 
 @dataclass(frozen=True)
 class PersonalTokenFormat:
-    patterns: tuple[tuple[str, re.Pattern[str]], ...]
+    patterns: tuple[tuple[str, Any], ...]  # (name, compiled RE2 pattern)
     kind: str = KIND
 
     @classmethod
     def from_config(cls, entries: list) -> "PersonalTokenFormat":
-        return cls(tuple((e.name, re.compile(e.pattern)) for e in entries))
+        return cls(tuple((e.name, compile_linear(e.pattern)) for e in entries))
 
     def _match(self, payload: bytes) -> str | None:
         try:
-            text = payload.decode("utf-8")
+            payload.decode("utf-8")  # tokens are text; RE2 then reads the same bytes as UTF-8 (no copy)
         except UnicodeDecodeError:
             return None
         for name, pattern in self.patterns:
-            if pattern.fullmatch(text):
+            if pattern.fullmatch(payload):
                 return name
         return None
 

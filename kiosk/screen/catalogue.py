@@ -66,6 +66,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "reason.unreadable-frame": ("Không đọc được hình ảnh", "The picture could not be read"),
     "reason.untrusted-signer": ("Nơi cấp không có trong danh sách tin cậy", "The issuer is not on the trusted list"),
     "reason.invalid-signature": ("Chữ ký không hợp lệ", "The signature is not valid"),
+    "reason.signer-not-valid": ("Chứng chỉ của nơi cấp không còn hiệu lực khi ký",
+                                "The issuer's certificate was not valid when this was signed"),
     "reason.invalid-schema": ("Nội dung chứng nhận không đúng mẫu", "Its content is not in the certificate's form"),
     "reason.wrong-key-usage": ("Nơi cấp không được phép ký loại chứng nhận này",
                                "The issuer may not sign this kind of certificate"),

@@ -79,8 +79,8 @@ LOOKS: dict[str, Look] = {
 
 # reason codes (kiosk/credentials) grouped by the screen they lead to
 EXPIRED_REASONS = {"expired", "not-yet-valid"}
-UNTRUSTED_REASONS = {"untrusted-signer", "invalid-signature", "invalid-schema", "wrong-key-usage", "untrusted",
-                     "signature-invalid", "unknown-signer"}
+UNTRUSTED_REASONS = {"untrusted-signer", "invalid-signature", "signer-not-valid", "invalid-schema", "wrong-key-usage",
+                     "untrusted", "signature-invalid", "unknown-signer"}
 UNRECOGNIZED_REASONS = {"not-recognised", "not-recognized", "empty", "too-large", "malformed", "unreadable-frame"}
 NOT_SET_UP_REASONS = {"not-provisioned", "no-authority-key"}  # the device lacks a venue or the authority's key
 CERTIFICATE_KINDS = {"hc1"}
