@@ -298,12 +298,18 @@ def test_pings_stop_when_another_loop_of_the_process_freezes(fast_config, tmp_pa
     assert any(s == "screen stalled" for s in listener.statuses())
 
 
-def _under_notify(args: list[str], address: str, seconds: float) -> subprocess.CompletedProcess:
-    """Run `kiosk ARGS` with a notify socket for a while, then stop it as systemd does (SIGTERM)."""
+def _under_notify(args: list[str], listener: NotifySocket, pings: int, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run `kiosk ARGS` with a notify socket until it has said READY and pinged ``pings`` times (or
+    ``timeout`` passed: the assertions then say what was missing), then stop it as systemd does (SIGTERM).
+    Waiting for the messages, not for a fixed time, keeps the test honest on a loaded machine."""
     proc = subprocess.Popen([sys.executable, "-m", "kiosk", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
-                            env=kiosk_env(NOTIFY_SOCKET=address, WATCHDOG_USEC="1000000"))
-    time.sleep(seconds)
+                            env=kiosk_env(NOTIFY_SOCKET=listener.address, WATCHDOG_USEC="1000000"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if listener.times_of("READY=1") and len(listener.times_of("WATCHDOG=1")) >= pings:
+            break
+        time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
@@ -318,7 +324,7 @@ def test_kiosk_sync_sends_ready_and_pings_while_uploading(tmp_path):
         provision(config, upstream)
         listener = NotifySocket(str(tmp_path / "notify"))
         try:
-            result = _under_notify(["--config", str(config), "sync"], listener.address, 4)
+            result = _under_notify(["--config", str(config), "sync"], listener, pings=3)
         finally:
             listener.close()
     finally:
@@ -332,7 +338,7 @@ def test_kiosk_sync_sends_ready_and_pings_while_uploading(tmp_path):
 def test_kiosk_sync_waiting_for_provisioning_is_healthy(tmp_path, config_file):
     listener = NotifySocket(str(tmp_path / "notify"))
     try:
-        result = _under_notify(["--config", str(config_file), "sync"], listener.address, 3)
+        result = _under_notify(["--config", str(config_file), "sync"], listener, pings=2)
     finally:
         listener.close()
     assert result.returncode == 0, result.stderr
@@ -344,7 +350,7 @@ def test_kiosk_upstream_serve_is_ready_once_listening_and_pings(tmp_path):
     listener = NotifySocket(str(tmp_path / "notify"))
     try:
         result = _under_notify(["upstream", "serve", "--db", str(tmp_path / "up.db"), "--listen", "127.0.0.1:0"],
-                               listener.address, 4)
+                               listener, pings=3)
     finally:
         listener.close()
     # uvicorn shuts down gracefully, then re-raises SIGTERM: systemd counts that as a clean stop.
