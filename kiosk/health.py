@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from kiosk.clockfix import ClockWatch
 from kiosk.pipeline import Pipeline
+from kiosk.records import CameraState
 from kiosk.store import StorageError
 from kiosk.watchdog import LoopWatch
 
@@ -82,7 +83,7 @@ class ScannerHealth:
         stalled = [name for name, (progress, limit) in self._loops.items() if now - progress() > limit]
         if stalled:
             return f"{' and '.join(stalled)} stalled"
-        if now - self._last_frame <= self.stall_s or self.camera_state == "lost":
+        if now - self._last_frame <= self.stall_s or self.camera_state == CameraState.LOST:
             return None
         if self._last_frame == float("-inf"):
             return "starting: waiting for the first camera frame"
@@ -91,7 +92,7 @@ class ScannerHealth:
     # ---- helpers -------------------------------------------------------------------------------
     def _status_text(self) -> str:
         device = self.pipeline.config.device
-        if self.camera_state == "lost":
+        if self.camera_state == CameraState.LOST:
             camera = f"camera unavailable ({self.camera_detail.get('error', 'no camera')}); retrying"
         else:
             camera = f"camera {self.camera_detail.get('fps', 0.0)} fps"

@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 import sqlite_utils
 
+from kiosk.records import StoreState, checked, read_records
+
 log = logging.getLogger("kiosk.store")
 
 DB_NAME = "kiosk.db"
@@ -133,7 +135,7 @@ class Store:
                 raise StorageError(f"cannot open {path}: {exc}") from exc
             kept = cls._set_aside(path, exc)
             store = cls._connect(path)
-            store.set_status("store", "recovered", {"kept_as": str(kept), "error": str(exc)})
+            store.set_status("store", StoreState.RECOVERED, {"kept_as": str(kept), "error": str(exc)})
         return store
 
     @classmethod
@@ -304,6 +306,8 @@ class Store:
 
     # ---- component status ----------------------------------------------------------------------
     def set_status(self, component: str, state: str, detail: dict[str, Any] | None = None) -> None:
+        """Write a component's record; ValueError if it is outside the status contract (kiosk/records.py)."""
+        component, state, detail = checked(component, state, detail)
         self.db.execute(
             """INSERT INTO status (component, state, detail, updated_ms) VALUES (?, ?, ?, ?)
                ON CONFLICT(component) DO UPDATE SET state = excluded.state, detail = excluded.detail,
@@ -312,10 +316,9 @@ class Store:
         )
 
     def statuses(self) -> dict[str, dict[str, Any]]:
-        return {
-            r["component"]: {"state": r["state"], "detail": json.loads(r["detail"]), "updated_ms": r["updated_ms"]}
-            for r in self.db["status"].rows
-        }
+        """Every record in the status contract, as plain values (rows outside it are left out)."""
+        return {str(c): {"state": str(r.state), "detail": r.detail, "updated_ms": r.updated_ms}
+                for c, r in read_records(self.db.conn).items()}
 
 
 class _Transaction:

@@ -23,8 +23,9 @@ from typing import Any, Callable
 
 from kiosk import __version__
 from kiosk.clock import kernel_clock_synced
-from kiosk.config import Config
+from kiosk.config import Config, SettingsWatch
 from kiosk.lifecycle import backoff_delays
+from kiosk.records import Component, SyncState, read_records
 from kiosk.store import Store
 from sync import protocol as p
 from sync.identity import Enrollment, load_enrollment, load_key
@@ -63,9 +64,9 @@ class Uploader:
             raise NotEnrolled(f"no enrollment in {config.state_dir}: run `kiosk provision --upstream URL "
                               "--token TOKEN --venue ID` first")
         self.enrollment: Enrollment = enrollment
-        url = self.settings.upstream_url or enrollment.upstream_url
-        self.session = UpstreamSession(url, enrollment.device_id, key, self.settings.ca_bundle,
-                                       self.settings.connect_timeout_s, self.settings.read_timeout_s)
+        self._key = key
+        self.session = self._new_session()
+        self._settings_watch = SettingsWatch(config)
         self.store = store or Store.open(config.state_dir)
         self.outbox = Outbox(self.store)
         self.beacon_record = beacon_record if beacon_record is not None else default_beacon_record(config)
@@ -73,8 +74,9 @@ class Uploader:
         self._delay = backoff_delays(self.settings.backoff_base_s, self.settings.backoff_cap_s)
         self._failures = 0          # consecutive
         self._retry_after: float | None = None
-        self._state = "starting"
-        self._last_success_ms: int | None = None
+        self._state = SyncState.STARTING
+        previous = read_records(self.store.db.conn).get(Component.SYNC)
+        self._last_success_ms: int | None = previous.get("last_success_ms") if previous else None  # kept across runs
         self._last_error_ms: int | None = None
         self._clock_synced_at = -CLOCK_RESYNC_S
         self._next_heartbeat = 0.0
@@ -83,6 +85,27 @@ class Uploader:
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-send")
         self._alive: Callable[[], None] = lambda: None
         self._sync_now_seen = self._sync_now_mtime()
+
+    def _new_session(self) -> UpstreamSession:
+        url = self.settings.upstream_url or self.enrollment.upstream_url
+        return UpstreamSession(url, self.enrollment.device_id, self._key, self.settings.ca_bundle,
+                               self.settings.connect_timeout_s, self.settings.read_timeout_s)
+
+    def _follow_settings(self) -> bool:
+        """Take up settings changed by another process between requests; True if the upstream changed."""
+        fresh = self._settings_watch.poll()
+        if fresh is None:
+            return False
+        self.config, self.settings = fresh, fresh.sync
+        session = self._new_session()
+        if (session.base_url, session.verify) != (self.session.base_url, self.session.verify):
+            log.info("uploading to %s from now on", session.base_url)
+            session.offset_ms, self._clock_synced_at = self.session.offset_ms, -CLOCK_RESYNC_S
+            self.session.close()
+            self.session = session
+            return True
+        session.close()
+        return False
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)
@@ -136,7 +159,7 @@ class Uploader:
                 return self._heartbeat()
             return True
         except Unreachable as exc:
-            self._failed("offline", str(exc))
+            self._failed(SyncState.OFFLINE, str(exc))
             return False
         except BadReply as exc:
             self._failed_reply(exc.reply)
@@ -150,6 +173,8 @@ class Uploader:
             until = min(until, deadline)
         while not stop.wait(self.settings.wake_check_s):
             self._alive()
+            if self._follow_settings():
+                return
             if self._sync_now_requested():
                 return
             now_version = self._data_version()
@@ -165,7 +190,7 @@ class Uploader:
         end = time.monotonic() + seconds
         while not stop.is_set() and (left := end - time.monotonic()) > 0:
             self._alive()
-            if self._sync_now_requested():
+            if self._sync_now_requested() or self._follow_settings():
                 self._failures = 0
                 self._retry_after = None
                 return
@@ -224,7 +249,7 @@ class Uploader:
                 reply = on_the_wire.result()
             except Unreachable as exc:
                 self.outbox.release([c.id for c in batch + upcoming], str(exc))
-                self._failed("offline", str(exc))
+                self._failed(SyncState.OFFLINE, str(exc))
                 return False
             on_the_wire = self._submit(upcoming) if upcoming and reply.status == 200 else None
             if not self._settle(batch, reply):
@@ -250,7 +275,7 @@ class Uploader:
             reply = self.session.post_json(p.PATH_CHECKINS, batch_document(batch))
         except Unreachable as exc:
             self.outbox.release([c.id for c in batch], str(exc))
-            self._failed("offline", str(exc))
+            self._failed(SyncState.OFFLINE, str(exc))
             return False
         return self._settle(batch, reply, retried)
 
@@ -360,15 +385,18 @@ class Uploader:
     def _succeeded(self) -> None:
         self._failures = 0
         self._retry_after = None
-        self._state = "online"
+        self._state = SyncState.ONLINE
         self._last_success_ms = time.time_ns() // 1_000_000
 
     def _failed_reply(self, reply: Reply) -> None:
         self._retry_after = reply.retry_after_s
-        state = "offline" if reply.status >= 500 or reply.status == 429 else "error"
+        if reply.status >= 500 or reply.status == 429:
+            state = SyncState.OFFLINE
+        else:
+            state = SyncState.REVOKED if reply.reason == "device-revoked" else SyncState.ERROR
         self._failed(state, f"HTTP {reply.status} {reply.reason}")
 
-    def _failed(self, state: str, error: str) -> None:
+    def _failed(self, state: SyncState, error: str) -> None:
         self._failures += 1
         self.result.failures += 1
         self.result.last_error = error
@@ -386,7 +414,7 @@ class Uploader:
                   "queue_depth": depth, "oldest_unsent_age_s": None if oldest is None else round((now - oldest) / 1000, 1),
                   "clock_offset_ms": self.session.offset_ms, "sent": self.result.sent, "dead": self.result.dead, **extra}
         try:
-            self.store.set_status("sync", self._state, detail)
+            self.store.set_status(Component.SYNC, self._state, detail)
         except Exception as exc:  # noqa: BLE001 - status is best effort; the queue is not
             log.warning("could not record sync status: %s", exc)
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import pygame
 
-from kiosk.config import Config, ConfigError, save_overrides
+from kiosk.config import Config, ConfigError, SettingsWatch, save_overrides
 from kiosk.credentials import Credential
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, Outcome
 from kiosk.screen import render
@@ -40,6 +40,7 @@ log = logging.getLogger("kiosk.screen")
 SYNC_WAKE_FILE = "sync-now"  # touched by "Sync now"; the uploader may watch it to upload at once
 VISITOR_LANGUAGE_S = 60.0     # a visitor's language choice lasts this long after their last action
 PROVISIONING_TIMEOUT_S = 120.0
+SETTINGS_LOOK_S = 0.25        # how often the screen looks whether the settings file changed (one stat)
 
 ProvisioningHook = Callable[[Credential], "str | None"]  # returns an error to show, or None when applied
 
@@ -51,8 +52,7 @@ class ScreenApp:
                  sounds: Sounds | None = None, status: Callable[[], StatusSnapshot] | None = None,
                  now: Callable[[], float] = time.monotonic,
                  wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 on_provisioning: ProvisioningHook | None = None,
-                 on_config: Callable[[Config], None] | None = None):
+                 on_provisioning: ProvisioningHook | None = None):
         self.surface = surface
         self.layout = Layout.for_size(*surface.get_size())
         self.config = config
@@ -60,7 +60,8 @@ class ScreenApp:
         self.sounds = sounds or Sounds(enabled=False)
         self.status = status or (lambda: StatusSnapshot())
         self.now, self.wall_ms = now, wall_ms
-        self.on_provisioning, self.on_config = on_provisioning, on_config
+        self.on_provisioning = on_provisioning
+        self.settings = SettingsWatch(config)  # settings saved by anyone reach the screen here
         self.lang = config.screen.language
         self._lang_until: float | None = None
         self._outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
@@ -89,6 +90,7 @@ class ScreenApp:
         self._preview_rect: pygame.Rect | None = None
         self._was_camera_lost = False
         self._clock_warned = False
+        self._next_settings_look = 0.0
 
     # ---- inputs from the scanner thread (never block) ----------------------------------------
     def post_outcome(self, outcome: Outcome) -> None:
@@ -113,19 +115,27 @@ class ScreenApp:
 
     # ---- services for the maintenance screen -------------------------------------------------
     def apply_settings(self, changes: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-        """Save device-made settings in the state directory and use them at once."""
+        """Save device-made settings through their one owner; the screen, the scanner and the other
+        services each take them up from there (never from a copy held here)."""
         try:
             save_overrides(self.config.state_dir, changes)
-            self.config = self.config.replace(**changes)
         except (ConfigError, OSError) as exc:
             log.error("screen: cannot save settings: %s", exc)
             return "maintenance.save_failed", {"error": clean(str(exc))[:80]}
-        self.lang = self.config.screen.language
-        if self.on_config is not None:
-            self.on_config(self.config)
+        self.follow_settings()
         log.info("screen: settings changed on the maintenance screen: %s",
                  ", ".join(f"{s}.{k}={v}" for s, values in changes.items() for k, v in values.items()))
         return "maintenance.saved", {}
+
+    def follow_settings(self) -> None:
+        """Take up settings saved since the last look (by this screen, the provisioning flow, another process)."""
+        fresh = self.settings.poll()
+        if fresh is None:
+            return
+        language_changed = fresh.screen.language != self.config.screen.language
+        self.config = fresh
+        if language_changed or self._lang_until is None:
+            self.lang, self._lang_until = fresh.screen.language, None
 
     def request_sync(self) -> bool:
         """Ask the uploader for an immediate upload by touching ``<state dir>/sync-now``."""
@@ -150,6 +160,9 @@ class ScreenApp:
     def step(self, events: list[pygame.event.Event] = ()) -> list[pygame.Rect]:  # type: ignore[assignment]
         """Handle input and news, draw what changed; returns the rectangles to send to the display."""
         now = self.now()
+        if now >= self._next_settings_look:
+            self._next_settings_look = now + SETTINGS_LOOK_S
+            self.follow_settings()
         for event in events:
             self._handle_event(event, now)
         self._check_long_press(now)
@@ -308,6 +321,7 @@ class ScreenApp:
                 outcome = View("error", "provisioning.failed", (("rejected.code", {"code": code}),),
                                seconds=self.config.screen.problem_seconds, code=code)
             else:
+                self.follow_settings()  # the venue shows at once in the status bar and on the maintenance page
                 outcome = View("provisioning", "provisioning.applied", seconds=self.config.screen.result_seconds)
         self.result, self._result_since = outcome, now
         self._result_until = now + (outcome.seconds or 3.0)
