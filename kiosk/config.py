@@ -405,7 +405,9 @@ def save_overrides(state_dir: Path, changes: dict[str, dict[str, Any]]) -> None:
             if not candidate.exists():
                 continue
             try:
-                current = _read_settings(candidate)
+                data = _read_settings(candidate)
+                _build(data, str(candidate))
+                current = data
                 break
             except ConfigError as exc:
                 if not candidate.is_file() or not os.access(candidate, os.R_OK):

@@ -97,7 +97,7 @@ class ProvisioningFlow:
             settings = settings_of(credential)
             code = credential.content
             begin(self.pipeline.config, EnrollmentIntent(code.upstream_url, code.enrollment_token, code.venue_id,
-                                                         code.direction), venue_name=settings["venue_name"])
+                                                         code.direction, venue_name=settings["venue_name"]))
         except (ValueError, OSError) as exc:  # ConfigError is a ValueError
             return str(exc)
         self._start()

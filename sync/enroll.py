@@ -60,6 +60,7 @@ class EnrollmentIntent:
     venue_id: str
     direction: str = ""
     ca_bundle: str = ""
+    venue_name: str | None = None  # None: keep the name set (the command line gives none)
 
 
 def save_intent(state_dir: Path, intent: EnrollmentIntent) -> None:
@@ -80,7 +81,8 @@ def load_intent(state_dir: Path) -> EnrollmentIntent | None:
         data = json.loads(raw.decode("utf-8"))
         intent = EnrollmentIntent(**data)
         p.check_upstream_url(intent.upstream_url)
-        if not all(isinstance(v, str) for v in asdict(intent).values()) or not intent.token or not intent.venue_id:
+        if not all(isinstance(v, str) for k, v in asdict(intent).items() if k != "venue_name") \
+                or not isinstance(intent.venue_name, (str, type(None))) or not intent.token or not intent.venue_id:
             raise ValueError("empty or non-text fields")
     except (ValueError, TypeError) as exc:
         kind = "empty" if not raw.strip() else "damaged"
@@ -111,15 +113,22 @@ def enrollment_problem(config: Config) -> tuple[EnrollmentState | None, str]:
     return None, ""
 
 
-def begin(config: Config, intent: EnrollmentIntent, venue_name: str = "") -> None:
-    """Commit the provisioning locally, before any network: venue and direction, then the intent.
+def _device_settings(config: Config, intent: EnrollmentIntent) -> dict[str, str]:
+    device = {"venue_id": intent.venue_id, **({"direction": intent.direction} if intent.direction else {})}
+    if intent.venue_name is not None or intent.venue_id != config.device.venue_id:
+        device["venue_name"] = intent.venue_name or ""  # another venue: its old name would be wrong
+    return device
+
+
+def begin(config: Config, intent: EnrollmentIntent) -> None:
+    """Commit the provisioning locally, before any network: the intent, then venue and direction
+    (a power cut between the two is mended by :func:`complete_intent`, which lays the intent's
+    venue over the settings first).
 
     Raises ValueError (ConfigError) for a bad URL, venue or direction; nothing is changed then.
     """
     p.check_upstream_url(intent.upstream_url)
-    device = {"venue_id": intent.venue_id, **({"direction": intent.direction} if intent.direction else {})}
-    if venue_name or intent.venue_id != config.device.venue_id:
-        device["venue_name"] = venue_name  # another venue: its old name would be wrong
+    device = _device_settings(config, intent)
     config.replace(device=device)  # refuse a bad venue id or direction before saving anything
     save_intent(config.state_dir, intent)
     save_overrides(config.state_dir, {"device": device})
@@ -157,6 +166,10 @@ def complete_intent(config: Config) -> tuple[EnrollmentState | None, str]:
             return EnrollmentState.DAMAGED, str(exc)
         if intent is None:
             return None, ""
+        device = _device_settings(config, intent)
+        if any(getattr(config.device, k) != v for k, v in device.items()):
+            save_overrides(state_dir, {"device": device})  # the settings half was cut off by a power cut
+            log.warning("provisioning for venue %s completed from the saved enrollment", intent.venue_id)
         try:
             enrollment = _enroll(config, intent)
         except EnrollError as exc:

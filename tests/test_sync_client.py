@@ -184,7 +184,9 @@ def test_not_enrolled_revoked_and_second_instance(tmp_path, upstream):
     assert result.returncode == 1
     counts, _, status = outbox(config)
     assert counts["pending"] == 3 and counts["dead"] == 0  # not the rows' fault: kept for when it is sorted out
-    assert status["state"] == "error" and "device-revoked" in status["detail"]["last_error"]
+    assert status["state"] == "revoked" and "device-revoked" in status["detail"]["last_error"]
+    report = run_kiosk("--config", str(config), "status")
+    assert report.returncode == 1 and "ATTENTION: sync: this kiosk was revoked by the health authority" in report.stdout
 
 
 def test_plain_http_only_to_loopback(tmp_path, upstream):

@@ -30,8 +30,7 @@ from kiosk.screen.fonts import Fonts
 from kiosk.screen.layout import Layout
 from kiosk.screen.maintenance import LONG_PRESS_S, Maintenance
 from kiosk.screen.sounds import Sounds
-from kiosk.screen.states import (CAMERA_LOST, CLOCK_BANNER, NOT_PROVISIONED_BANNER, STORAGE_BANNER, View,
-                                 view_for_outcome)
+from kiosk.screen.states import CAMERA_LOST, CLOCK_BANNER, OUT_OF_SERVICE, STORAGE_BANNER, View, view_for_outcome
 from kiosk.screen.statusbar import StatusSnapshot, bar_items, draw_bar
 from kiosk.screen.text import clean
 
@@ -89,6 +88,7 @@ class ScreenApp:
         self._drawn_progress = -1
         self._preview_rect: pygame.Rect | None = None
         self._was_camera_lost = False
+        self._was_out_of_service = False
         self._clock_warned = False
         self._next_settings_look = 0.0
 
@@ -212,6 +212,13 @@ class ScreenApp:
             return "provisioning", self.provisioning
         if self.result is not None:
             return "result", self.result
+        out_of_service = self.out_of_service(snapshot) is not None
+        if out_of_service != self._was_out_of_service:
+            self._was_out_of_service = out_of_service
+            if out_of_service:
+                self.sounds.play("out-of-service")
+        if out_of_service:
+            return "out-of-service", OUT_OF_SERVICE
         camera_lost = snapshot.camera_lost
         if camera_lost != self._was_camera_lost:
             self._was_camera_lost = camera_lost
@@ -225,14 +232,22 @@ class ScreenApp:
     def _banner(self, snapshot: StatusSnapshot) -> View | None:
         if self.storage_failed or snapshot.storage_low:
             return STORAGE_BANNER
-        if not self.config.device.venue_id:
-            return NOT_PROVISIONED_BANNER
         if not snapshot.clock_synced:
             if not self._clock_warned:
                 self._clock_warned = True
                 self.sounds.play("clock-unset")
             return CLOCK_BANNER
         self._clock_warned = False
+        return None
+
+    def out_of_service(self, snapshot: StatusSnapshot) -> str | None:
+        """Why this kiosk cannot record a check-in now (a key of OUT_OF_SERVICE_REASONS), or None."""
+        if not self.config.device.venue_id:
+            return "not-provisioned"
+        if not self.config.privacy.authority_public_key:
+            return "no-authority-key"
+        if snapshot.storage_writable is False:
+            return "storage-read-only"
         return None
 
     def _draw_scene(self, scene: str, view: View | None, snapshot: StatusSnapshot) -> None:

@@ -32,6 +32,7 @@ PATTERNS: dict[str, list[tuple[float, int, int, str]]] = {
     "error": [(250, 160, 80, "buzz"), (250, 160, 0, "buzz")],
     "provisioning": [(1047, 120, 20, "sine"), (1568, 300, 0, "sine")],
     "maintenance": [(2000, 18, 0, "sine")],                                 # a key click
+    "out-of-service": [(330, 220, 90, "sine"), (262, 320, 0, "sine")],      # two low notes: see staff
 }
 
 
