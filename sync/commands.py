@@ -194,6 +194,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
                 "upstream": enrollment.upstream_url, "public_key": enrollment.public_key})
         return 0
     if state == EnrollmentState.PENDING:
+        if why.startswith("TLS verification failed"):
+            print(f"kiosk: {args.upstream} answered with a certificate this kiosk does not trust (TLS verification "
+                  "failed): check --ca-bundle and the kiosk's clock.", file=sys.stderr)
         print(f"kiosk: cannot reach {args.upstream}: check the network and the address. Venue {args.venue} is saved "
               "and check-ins are kept; the enrollment is saved too and the uploader (kiosk sync) retries it until "
               "the upstream answers. `kiosk status` shows when it is done.", file=sys.stderr)

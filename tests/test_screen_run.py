@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import run_kiosk
 from kiosk.events import read_events
 from kiosk.screen.display import choose_driver, explain
-from kiosk.screen.states import LOOKS
+from kiosk.screen.states import LOOKS, SCREENSHOT_STATES
 
 
 def colour_share(path: Path, colour: tuple[int, int, int]) -> float:
@@ -91,7 +91,7 @@ def test_screen_benchmark_prints_frame_times_per_state_and_size():
     assert report["benchmark"] == "screen" and report["machine"]["cores"]
     assert set(report["sizes"]) == {"800x480", "1024x600", "1920x1080", "480x800"}
     for size in report["sizes"].values():
-        assert len(size["states"]) == 12
+        assert len(size["states"]) == len(SCREENSHOT_STATES)
         for figures in size["states"].values():
             assert 0 < figures["frame_ms"]["p50"] <= figures["frame_ms"]["p99"] <= figures["frame_ms"]["max"]
     assert report["ready_with_scanner_800x480"]["frames"] == 10
