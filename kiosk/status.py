@@ -20,10 +20,10 @@ from typing import Any
 from kiosk import __version__
 from kiosk.clock import boot_id, kernel_clock_synced
 from kiosk.config import Config
+from kiosk.statedb import DB_NAME, read_only_connection
 from kiosk.records import (BEACON_ON, SYNC_FINE, CameraState, Component, EnrollmentState, Record, StoreState,
                            SyncState, read_records)
 
-DB_NAME = "kiosk.db"  # kiosk.store.DB_NAME; imported late so `kiosk --version` needs no third-party library
 
 # Thresholds for "needs attention"; docs/appliance.md explains each one.
 STALE_REPORT_S = 60           # the scanner reports its camera every 10 s: older means it is not running
@@ -93,15 +93,13 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
         f["store"] = {"state": "missing", "path": str(db)}
         need.append(f"no state database at {db}: the scanner has never run with this state directory")
         return report
-    from kiosk.store import Store, StorageError
-
     try:
-        store = Store.reader(state_dir)
+        conn = read_only_connection(state_dir)
         try:
-            records = _from_database(store.db.conn, now_ms, f, need)
+            records = _from_database(conn, now_ms, f, need)
         finally:
-            store.close()
-    except (StorageError, sqlite3.Error, OSError) as exc:
+            conn.close()
+    except (sqlite3.Error, OSError) as exc:
         f["store"] = {"state": "unreadable", "error": str(exc)}
         need.append(f"state database unreadable: {exc}")
         return report

@@ -21,11 +21,11 @@ from typing import Any, Callable
 
 import sqlite_utils
 
-from kiosk.records import StoreState, checked, read_records
+from kiosk.records import Component, StoreState, checked, read_records
+from kiosk.statedb import DB_NAME, read_only_connection
 
 log = logging.getLogger("kiosk.store")
 
-DB_NAME = "kiosk.db"
 
 
 class StorageError(RuntimeError):
@@ -135,27 +135,17 @@ class Store:
                 raise StorageError(f"cannot open {path}: {exc}") from exc
             kept = cls._set_aside(path, exc)
             store = cls._connect(path)
-            store.set_status("store", StoreState.RECOVERED, {"kept_as": str(kept), "error": str(exc)})
+            store.set_status(Component.STORE, StoreState.RECOVERED, {"kept_as": str(kept), "error": str(exc)})
         return store
 
     @classmethod
     def reader(cls, state_dir: Path) -> "Store":
-        """A read-only connection (``mode=ro``) for the screen and ``kiosk status``: never creates,
-        migrates or sets aside the database, whatever state it is in; that is the writer's job.
-
-        With no ``-wal`` file no process has the database open and everything is in the main file:
-        it is then read as immutable, so not even ``-wal``/``-shm`` files are created (they would be
-        root's when root runs ``kiosk status``)."""
-        path = state_dir / DB_NAME
-        uri = f"{path.resolve().as_uri()}?mode=ro"
-        if not Path(str(path) + "-wal").exists():
-            uri += "&immutable=1"
+        """A read-only connection for the screen and ``kiosk status`` (kiosk/statedb.py)."""
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=2, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 2000")
+            conn = read_only_connection(state_dir)
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot read {path}: {exc}") from exc
-        return cls(path, sqlite_utils.Database(conn))
+            raise StorageError(f"cannot read {state_dir / DB_NAME}: {exc}") from exc
+        return cls(state_dir / DB_NAME, sqlite_utils.Database(conn))
 
     @classmethod
     def _connect(cls, path: Path) -> "Store":

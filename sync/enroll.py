@@ -31,7 +31,6 @@ from kiosk.privacy import write_private_file
 from kiosk.records import Component, EnrollmentState
 from sync import protocol as p
 from sync.identity import ENROLLMENT_FILE, Enrollment, load_enrollment, load_or_create_key, save_enrollment
-from sync.transport import BadReply, Unreachable, UpstreamSession
 
 log = logging.getLogger("kiosk.sync")
 
@@ -217,6 +216,7 @@ class Completion:
 
 def _enroll(config: Config, intent: EnrollmentIntent) -> Enrollment:
     from kiosk.pipeline import device_id
+    from sync.transport import BadReply, Unreachable, UpstreamSession  # requests: only when enrolling
 
     url = p.check_upstream_url(intent.upstream_url)
     key = load_or_create_key(config.state_dir)  # saved before the request: a retry proves the same key
