@@ -424,3 +424,17 @@ def test_status_on_read_only_storage(tmp_path, config_file, state_dir):
                             env=kiosk_env(STATE=str(state_dir)), cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stderr
     assert f"ATTENTION: storage read-only: {state_dir} cannot be written, so check-ins are refused" in result.stdout
+
+
+@pytest.mark.parametrize("damage", [b"", b'{"device_id": "gate-kiosk", "venue_id": "GA', b"[1, 2]"])
+def test_a_damaged_enrollment_file_is_attention_and_nothing_uploads_as_someone_else(tmp_path, damage):
+    state_dir = tmp_path / "state"
+    config_file = device_config(tmp_path / "kiosk.toml", state_dir)
+    Store.open(state_dir).close()
+    save_overrides(state_dir, {"device": {"venue_id": "GATE-8"}})
+    (state_dir / "sync-enrollment.json").write_bytes(damage)
+    code, report = status(config_file)
+    assert code == 1 and any("sync-enrollment.json cannot be read: provision this kiosk again" in a
+                             for a in report["attention"]), report["attention"]
+    result = run_kiosk("--config", str(config_file), "sync", "--once")
+    assert result.returncode == 2 and "kiosk provision" in result.stderr and "Traceback" not in result.stderr
