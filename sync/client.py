@@ -28,6 +28,7 @@ from kiosk.lifecycle import backoff_delays
 from kiosk.records import Component, SyncState, read_records
 from kiosk.store import Store
 from sync import protocol as p
+from sync.enroll import INTENT_FILE, Completion
 from sync.identity import Enrollment, load_enrollment, load_key
 from sync.outbox import Claimed, Outbox, batch_document
 from sync.transport import BadReply, Reply, Unreachable, UpstreamSession
@@ -67,6 +68,7 @@ class Uploader:
         self._key = key
         self.session = self._new_session()
         self._settings_watch = SettingsWatch(config)
+        self._completion = Completion(self.settings.backoff_base_s * 5, self.settings.backoff_cap_s)
         self.store = store or Store.open(config.state_dir)
         self.outbox = Outbox(self.store)
         self.beacon_record = beacon_record if beacon_record is not None else default_beacon_record(config)
@@ -106,6 +108,18 @@ class Uploader:
             return True
         session.close()
         return False
+
+    def _complete_enrollment(self) -> bool:
+        """A provisioning saved while running (the kiosk moved venue): enroll it, then upload as that."""
+        if not (self.config.state_dir / INTENT_FILE).exists() or not self._completion.step(self.config):
+            return False
+        enrollment = load_enrollment(self.config.state_dir)
+        if enrollment is None or enrollment == self.enrollment:
+            return False
+        self.enrollment = enrollment
+        self.session.close()
+        self.session = self._new_session()
+        return True
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)
@@ -173,7 +187,7 @@ class Uploader:
             until = min(until, deadline)
         while not stop.wait(self.settings.wake_check_s):
             self._alive()
-            if self._follow_settings():
+            if self._follow_settings() | self._complete_enrollment():
                 return
             if self._sync_now_requested():
                 return
@@ -190,7 +204,7 @@ class Uploader:
         end = time.monotonic() + seconds
         while not stop.is_set() and (left := end - time.monotonic()) > 0:
             self._alive()
-            if self._sync_now_requested() or self._follow_settings():
+            if self._sync_now_requested() or self._follow_settings() | self._complete_enrollment():
                 self._failures = 0
                 self._retry_after = None
                 return

@@ -366,7 +366,8 @@ def test_a_settings_file_broken_while_running_is_logged_and_the_venue_kept(tmp_p
         stop(run)
     log = run.stderr.read()
     assert "device settings not applied" in log and "'device.direction' = 'sideways' is not allowed" in log
-    assert log.count("device settings not applied") == 1  # said once, not on every frame
+    said = [line for line in log.splitlines() if "device settings not applied" in line]
+    assert said and len(said) == len(set(said)) <= 2  # once per change of the file (an editor may truncate first), not per frame
     store = Store.open(state_dir)
     venues = {r["venue_id"] for r in store.db["checkins"].rows}
     directions = {r["direction"] for r in store.db["checkins"].rows}
