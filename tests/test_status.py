@@ -178,3 +178,25 @@ def test_a_garbage_database_is_reported_and_left_alone(config_file, state_dir):
     assert report["store"]["state"] == "unreadable"
     assert any(a.startswith("state database unreadable") for a in report["attention"])
     assert (state_dir / DB_NAME).read_bytes() == garbage  # status never repairs or sets aside
+
+
+def test_the_last_successful_upload_survives_an_uploader_restart(config, state_dir):
+    """A new `kiosk sync` run must not report "last success never" over an upload made minutes ago."""
+    import threading
+
+    from sync.client import Uploader
+
+    enrolled(state_dir)
+    store = Store.open(state_dir)
+    then = time.time_ns() // 1_000_000 - 90_000
+    store.set_status("sync", "online", {"last_success_ms": then})
+    store.close()
+    stopped = threading.Event()
+    stopped.set()  # the new run stops at once: only its start-up and final reports happen
+    uploader = Uploader(config)
+    try:
+        uploader.run(stopped)
+    finally:
+        uploader.close()
+    report = gather(config, clock_synced=True)
+    assert 89 <= report.facts["sync"]["last_ok_age_s"] < 150
