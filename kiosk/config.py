@@ -342,7 +342,7 @@ def with_settings(data: dict[str, Any], source: str) -> Config:
             continue
         try:
             merged = _merge(data, _read_settings(candidate))
-            config = _build(merged, f"{source} + {path}")
+            config = _build(merged, f"{source} + {candidate}")  # names the copy actually in use
         except ConfigError as exc:
             problem = problem or str(exc)
             continue

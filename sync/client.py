@@ -25,7 +25,7 @@ from kiosk import __version__
 from kiosk.clock import kernel_clock_synced
 from kiosk.config import Config, SettingsWatch
 from kiosk.lifecycle import backoff_delays
-from kiosk.records import Component, SyncState, read_records
+from kiosk.records import Component, NearbyState, SyncState, read_records
 from kiosk.store import Store
 from sync import protocol as p
 from sync.enroll import INTENT_FILE, Completion
@@ -357,7 +357,7 @@ class Uploader:
         nearby = None
         for name, status in list(statuses.items())[:16]:
             detail = _scalars(status["detail"])
-            if name == "nearby" and status["state"] == "ok" and isinstance(detail.get("phones"), int):
+            if name == Component.NEARBY and status["state"] == NearbyState.OK and isinstance(detail.get("phones"), int):
                 nearby = detail["phones"]  # the beacon's scanner: distinct Bluezone phones in its window
             components[name[:32]] = {"state": str(status["state"])[:32] or "unknown", "detail": detail}
         try:
