@@ -388,20 +388,23 @@ def _settings_lock(state_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the lock
 
 
-def save_overrides(state_dir: Path, changes: dict[str, dict[str, Any]]) -> None:
+def save_overrides(state_dir: Path, changes: dict[str, dict[str, Any]],
+                   unless: Callable[[dict[str, Any]], bool] = lambda current: False) -> bool:
     """The one way to change device-made settings (venue, direction, language, upstream).
 
     Read-modify-write under a lock, so two writers at once both take effect; only the keys changed
     are written, so no caller can write back a stale copy of the others. Written atomically, with a
     last good copy beside it. A damaged file is kept aside and the change is laid over the last good
-    copy. Every service notices the change through :class:`SettingsWatch`.
+    copy. Every service notices the change through :class:`SettingsWatch`. ``unless`` sees the
+    settings as they are, under the lock: when it says so nothing is written (and False returned).
     """
     from kiosk.privacy import write_private_file
 
     path = state_dir / OVERRIDES_FILE
     with _settings_lock(state_dir):
         current: dict[str, Any] = {}
-        for candidate in (path, _last_good(path)):
+        # the last good copy stands in only for a damaged file: a settings file deleted on purpose stays gone
+        for candidate in (path, _last_good(path)) if path.exists() else ():
             if not candidate.exists():
                 continue
             try:
@@ -415,6 +418,8 @@ def save_overrides(state_dir: Path, changes: dict[str, dict[str, Any]]) -> None:
                 kept = candidate.with_name(f"{candidate.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
                 candidate.rename(kept)
                 log.error("%s; kept it as %s and continued from the last good settings", exc, kept)
+        if unless(current):
+            return False
         for section, values in changes.items():
             current.setdefault(section, {}).update(values)
         _build(current, str(path))  # refuse to write what could not be read back
@@ -424,8 +429,9 @@ def save_overrides(state_dir: Path, changes: dict[str, dict[str, Any]]) -> None:
             lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
             lines.append("")
         text = "\n".join(lines).encode("utf-8")
-        write_private_file(_last_good(path), text)
         write_private_file(path, text)
+        write_private_file(_last_good(path), text)  # second: a power cut between leaves an older good copy
+    return True
 
 
 class SettingsWatch:

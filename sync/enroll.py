@@ -165,9 +165,12 @@ def complete_intent(config: Config) -> tuple[EnrollmentState | None, str]:
             return EnrollmentState.DAMAGED, str(exc)
         if intent is None:
             return None, ""
-        device = _device_settings(config, intent)
-        if any(getattr(config.device, k) != v for k, v in device.items()):
-            save_overrides(state_dir, {"device": device})  # the settings half was cut off by a power cut
+        # The settings half cut off by a power cut: lay the intent's venue over the settings, only if
+        # they hold another venue (a direction changed since on the maintenance page stays as it is).
+        device = {"venue_id": intent.venue_id, "venue_name": intent.venue_name or "",
+                  **({"direction": intent.direction} if intent.direction else {})}
+        if save_overrides(state_dir, {"device": device},
+                          unless=lambda current: current.get("device", {}).get("venue_id") == intent.venue_id):
             log.warning("provisioning for venue %s completed from the saved enrollment", intent.venue_id)
         try:
             enrollment = _enroll(config, intent)
