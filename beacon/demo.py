@@ -11,6 +11,7 @@ from typing import Any
 from beacon.emulator import Emulator, EmulatorUnavailable
 from beacon.service import BeaconService, store_status_sink
 from kiosk.config import BeaconConfig
+from kiosk.records import BeaconState, Component
 
 
 def _say(text: str) -> None:
@@ -40,9 +41,9 @@ def start(state_dir: Path) -> DemoBeacon | None:
 
     def report(component: str, state: str, detail: dict[str, Any]) -> None:
         to_store(component, state, detail)
-        if component == "beacon" and state == "advertising":
+        if component == Component.BEACON and state == BeaconState.ADVERTISING:
             _say(f"beacon advertising Bluezone ID {detail['id']} (slot {detail['slot']}) on an emulated controller")
-        elif component == "beacon" and state != "stopped":
+        elif component == Component.BEACON and state != BeaconState.STOPPED:
             _say(f"beacon {state}: {detail.get('error') or detail.get('reason', '')}")
 
     stop = threading.Event()

@@ -24,6 +24,7 @@ from beacon.nearby import NearbyCounter, Scanner, ScanError, open_scanner
 from beacon.transport import AdapterMissing, CapabilityMissing, Transport, open_transport
 from kiosk.config import BeaconConfig
 from kiosk.lifecycle import backoff_delays
+from kiosk.records import BeaconState, Component, NearbyState
 from kiosk.watchdog import LoopWatch
 
 log = logging.getLogger("beacon.service")
@@ -33,7 +34,8 @@ HEALTH_CHECK_S = 5.0  # how often to ask an idle controller whether it is still 
 SCAN_MARGIN_MS = 2000  # a scan never runs into an ID change
 
 ADVERTISING, WAITING_FOR_CLOCK, ADAPTER_MISSING, ERROR, STOPPED = (
-    "advertising", "waiting-for-clock", "adapter-missing", "error", "stopped")
+    BeaconState.ADVERTISING, BeaconState.WAITING_FOR_CLOCK, BeaconState.ADAPTER_MISSING, BeaconState.ERROR,
+    BeaconState.STOPPED)
 
 
 @dataclass
@@ -241,12 +243,12 @@ class BeaconService:
             sightings = self.scanner.scan(self.config.scan_seconds)
         except ScanError as exc:
             log.warning("nearby scan failed: %s", exc)
-            self.status("nearby", ERROR, {"error": str(exc)})
+            self.status(Component.NEARBY, NearbyState.ERROR, {"error": str(exc)})
             return
         for sighting in sightings:
             self.counter.add(sighting, frozenset({self.current_id}))
         end = self.clock.now_ms()
-        self.status("nearby", "ok", {"phones": self.counter.count(end), "window_s": self.config.nearby_window_s,
+        self.status(Component.NEARBY, NearbyState.OK, {"phones": self.counter.count(end), "window_s": self.config.nearby_window_s,
                                      "rssi_threshold": self.config.rssi_threshold, "scanned_utc_ms": end})
         self.slot = None if self.slot is None else (self.slot[0], -1)  # re-program: scanning may stop adverts
 
@@ -254,4 +256,4 @@ class BeaconService:
         if self.last_report == (state, detail):
             return
         self.last_report = (state, detail)
-        self.status("beacon", state, detail)
+        self.status(Component.BEACON, state, detail)

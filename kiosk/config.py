@@ -11,19 +11,26 @@ half-configured.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 import re
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
 # Settings the device itself changes (provisioning, the maintenance screen) live in the state
 # directory, because the root file system may be read-only; they override the config file.
 OVERRIDES_FILE = "settings.toml"
+LAST_GOOD_SUFFIX = ".last-good"  # the settings as last written by the device, used if settings.toml is damaged
+SETTINGS_LOCK = "settings.lock"
+
+log = logging.getLogger("kiosk.config")
 
 
 class ConfigError(ValueError):
@@ -211,6 +218,11 @@ class Config:
     beacon: BeaconConfig = field(default_factory=BeaconConfig)
     screen: ScreenConfig = field(default_factory=ScreenConfig)
     source: str = "built-in defaults"
+    # settings.toml could not be used (torn, empty, invalid): why; the last good settings are in force
+    settings_problem: str = ""
+    # the config file as read (and what it was), so the device-made settings can be laid on it again
+    file_data: Any = field(default=None, compare=False, repr=False)
+    file_source: str = field(default="built-in defaults", compare=False, repr=False)
 
     @property
     def state_dir(self) -> Path:
@@ -223,7 +235,9 @@ class Config:
             if name not in data:
                 raise ConfigError(f"unknown section [{name}]; allowed: {', '.join(sorted(data))}")
             data[name].update(values)
-        return _build(data, self.source)
+        base = _merge(self.file_data, sections) if self.file_data is not None else None  # kept by a reload
+        return dataclasses.replace(_build(data, self.source), settings_problem=self.settings_problem,
+                                   file_data=base, file_source=self.file_source)
 
 
 def resolve_state_dir(configured: str) -> Path:
@@ -238,7 +252,8 @@ def resolve_state_dir(configured: str) -> Path:
 
 
 def _sections() -> dict[str, type]:
-    return {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name != "source"}  # type: ignore[misc]
+    return {f.name: f.default_factory for f in dataclasses.fields(Config)  # type: ignore[misc]
+            if f.name not in ("source", "settings_problem", "file_data", "file_source")}
 
 
 def _type_name(t: Any) -> str:
@@ -322,7 +337,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_config(path: str | os.PathLike | None = None, state_dir: str | None = None) -> Config:
-    """Read the config the way every command does; raise ConfigError on anything unusable."""
+    """Read the config the way every command does, with the device-made settings laid over it.
+
+    Raises ConfigError when the config file is unusable. A settings file that cannot be used does
+    not stop anything: its last good copy is used instead and ``settings_problem`` says why.
+    """
     if path is None:
         path = os.environ.get("KIOSK_CONFIG") or (SYSTEM_CONFIG if SYSTEM_CONFIG.exists() else None)
     data: dict[str, Any] = _read_toml(Path(path)) if path is not None else {}
@@ -332,33 +351,161 @@ def load_config(path: str | os.PathLike | None = None, state_dir: str | None = N
         data.setdefault("device", {})
         if isinstance(data["device"], dict):
             data["device"]["state_dir"] = state_dir
-    config = _build(data, source)
-    overrides = config.state_dir / OVERRIDES_FILE
-    if not overrides.exists():
-        return config
-    extra = _read_toml(overrides)
+    _build(data, source)  # the file alone must be right
+    return with_settings(data, source)
+
+
+def with_settings(data: dict[str, Any], source: str) -> Config:
+    """The config file's ``data`` with settings.toml (or, if that is damaged, its last good copy) over it."""
+    base = dataclasses.replace(_build(data, source), file_data=data, file_source=source)
+    path = base.state_dir / OVERRIDES_FILE
+    problem = ""
+    for candidate in (path, _last_good(path)):
+        if not candidate.exists():
+            if candidate == path:
+                return base
+            continue
+        try:
+            merged = _merge(data, _read_settings(candidate))
+            config = _build(merged, f"{source} + {candidate}")  # names the copy actually in use
+        except ConfigError as exc:
+            problem = problem or str(exc)
+            continue
+        return dataclasses.replace(config, settings_problem=problem, file_data=data, file_source=source)
+    return dataclasses.replace(base, settings_problem=problem)
+
+
+def _last_good(path: Path) -> Path:
+    return path.with_name(path.name + LAST_GOOD_SUFFIX)
+
+
+def _read_settings(path: Path) -> dict[str, Any]:
+    """settings.toml: never empty (the device always writes at least one table), every value a table."""
+    extra = _read_toml(path)
+    if not extra:
+        raise ConfigError(f"{path}: the settings file is empty (damaged, or cut short while being written)")
     for section, values in extra.items():
         if not isinstance(values, dict):
-            raise ConfigError(f"{overrides}: [{section}] must be a table")
-        data.setdefault(section, {}).update(values)
-    return _build(data, f"{source} + {overrides}")
+            raise ConfigError(f"{path}: [{section}] must be a table")
+    return extra
 
 
-def save_overrides(state_dir: Path, changes: dict[str, dict[str, Any]]) -> None:
-    """Persist device-made settings (venue, direction, ...) atomically in the state directory."""
+def _merge(data: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for section, values in extra.items():
+        if not isinstance(merged.get(section, {}), dict):
+            raise ConfigError(f"[{section}] must be a table")
+        merged.setdefault(section, {}).update(values)
+    return merged
+
+
+@contextlib.contextmanager
+def _settings_lock(state_dir: Path) -> Iterator[None]:
+    """One writer of settings.toml at a time, across threads and processes (an advisory file lock)."""
+    import fcntl
+
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(state_dir / SETTINGS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def save_overrides(state_dir: Path, changes: dict[str, dict[str, Any]],
+                   unless: Callable[[dict[str, Any]], bool] = lambda current: False) -> bool:
+    """The one way to change device-made settings (venue, direction, language, upstream).
+
+    Read-modify-write under a lock, so two writers at once both take effect; only the keys changed
+    are written, so no caller can write back a stale copy of the others. Written atomically, with a
+    last good copy beside it. A damaged file is kept aside and the change is laid over the last good
+    copy. Every service notices the change through :class:`SettingsWatch`. ``unless`` sees the
+    settings as they are, under the lock: when it says so nothing is written (and False returned).
+    """
     from kiosk.privacy import write_private_file
 
     path = state_dir / OVERRIDES_FILE
-    current = _read_toml(path) if path.exists() else {}
-    for section, values in changes.items():
-        current.setdefault(section, {}).update(values)
-    _build(current, str(path))  # refuse to write what could not be read back
-    lines = []
-    for section, values in current.items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
-        lines.append("")
-    write_private_file(path, "\n".join(lines).encode("utf-8"))
+    with _settings_lock(state_dir):
+        current: dict[str, Any] = {}
+        # the last good copy stands in only for a damaged file: a settings file deleted on purpose stays gone
+        for candidate in (path, _last_good(path)) if path.exists() else ():
+            if not candidate.exists():
+                continue
+            try:
+                data = _read_settings(candidate)
+                _build(data, str(candidate))
+                current = data
+                break
+            except ConfigError as exc:
+                if not candidate.is_file() or not os.access(candidate, os.R_OK):
+                    raise  # not damaged content: something a person must fix (it is reported, not replaced)
+                kept = candidate.with_name(f"{candidate.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+                candidate.rename(kept)
+                log.error("%s; kept it as %s and continued from the last good settings", exc, kept)
+        if unless(current):
+            return False
+        for section, values in changes.items():
+            current.setdefault(section, {}).update(values)
+        _build(current, str(path))  # refuse to write what could not be read back
+        lines = []
+        for section, values in current.items():
+            lines.append(f"[{section}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+            lines.append("")
+        text = "\n".join(lines).encode("utf-8")
+        write_private_file(path, text)
+        write_private_file(_last_good(path), text)  # second: a power cut between leaves an older good copy
+    return True
+
+
+class SettingsWatch:
+    """Gives each service the settings in force now: settings.toml is looked at (one stat) on every
+    :meth:`poll`, and read again only when it changed, whoever changed it (another thread, another
+    process, a person with an editor). A damaged file is logged once and the last good settings stay.
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.path = config.state_dir / OVERRIDES_FILE
+        self._seen = self._fingerprint()
+        if config.file_data is not None:
+            self._data, self._source = config.file_data, config.file_source
+        else:  # made in code, not read from a file: the sections as given are the base
+            self._data = {name: dataclasses.asdict(getattr(config, name)) for name in _sections()}
+            self._source = config.source
+
+    def _fingerprint(self) -> tuple[int, ...] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def poll(self) -> Config | None:
+        """The new config if the settings changed since the last look, else None."""
+        seen = self._fingerprint()
+        if seen == self._seen:
+            return None
+        self._seen = seen
+        fresh = with_settings(self._data, self._source)
+        if fresh.settings_problem:
+            log.error("device settings not applied: %s; the last good settings stay in force", fresh.settings_problem)
+            fresh = dataclasses.replace(self.config, settings_problem=fresh.settings_problem)
+        elif fresh != self.config:
+            log.info("device settings changed: %s", _changes(self.config, fresh))
+        if fresh == self.config:
+            return None
+        self.config = fresh
+        return fresh
+
+
+def _changes(old: Config, new: Config) -> str:
+    said = []
+    for section in _sections():
+        before, after = dataclasses.asdict(getattr(old, section)), dataclasses.asdict(getattr(new, section))
+        said += [f"{section}.{k}" for k in after if before.get(k) != after[k]]
+    return ", ".join(said) or "none"
 
 
 def _toml_value(value: Any) -> str:

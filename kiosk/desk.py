@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Callable
 
-from kiosk.config import Config
+from kiosk.config import Config, SettingsWatch
 from kiosk.events import Outcome, OutcomeSink
 
 log = logging.getLogger("kiosk.desk")
@@ -24,6 +24,7 @@ log = logging.getLogger("kiosk.desk")
 class CheckinDesk:
     def __init__(self, config: Config, sinks: list[OutcomeSink]):
         self.config = config
+        self.settings = SettingsWatch(config)  # settings saved by anyone (maintenance, provisioning) reach the desk
         self.sinks = sinks  # shared with the scanner's pipeline: the screen and the events file
         self._jobs: queue.SimpleQueue[Callable | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="checkin-desk", daemon=True)
@@ -53,7 +54,8 @@ class CheckinDesk:
                 if pipeline is None:
                     pipeline = Pipeline(self.config, self.sinks)
                     pipeline.sinks = self.sinks
-                pipeline.config = self.config  # direction or language changed on the maintenance screen
+                self.config = self.settings.poll() or self.config  # one stat: venue or direction changed
+                pipeline.config = self.config
                 job(pipeline)
             except Exception:  # noqa: BLE001 - a failed entry must not end the desk; the pipeline reports storage faults itself
                 log.exception("desk: a check-in typed on the screen failed")

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from kiosk.clockfix import ClockWatch
 from kiosk.pipeline import Pipeline
+from kiosk.records import CameraState, ClockState, Component
 from kiosk.store import StorageError
 from kiosk.watchdog import LoopWatch
 
@@ -47,6 +48,7 @@ class ScannerHealth:
         self.checkins = 0
         self._last_frame = float("-inf")  # READY waits for the first frame (or a deliberate wait)
         self._next_clock_check = monotonic()
+        self._clock_state: ClockState | None = None
         self._loops: dict[str, tuple[Callable[[], float], float]] = {}
 
     def watch_loop(self, name: str, last_progress: Callable[[], float], stall_s: float) -> None:
@@ -82,7 +84,7 @@ class ScannerHealth:
         stalled = [name for name, (progress, limit) in self._loops.items() if now - progress() > limit]
         if stalled:
             return f"{' and '.join(stalled)} stalled"
-        if now - self._last_frame <= self.stall_s or self.camera_state == "lost":
+        if now - self._last_frame <= self.stall_s or self.camera_state == CameraState.LOST:
             return None
         if self._last_frame == float("-inf"):
             return "starting: waiting for the first camera frame"
@@ -91,7 +93,7 @@ class ScannerHealth:
     # ---- helpers -------------------------------------------------------------------------------
     def _status_text(self) -> str:
         device = self.pipeline.config.device
-        if self.camera_state == "lost":
+        if self.camera_state == CameraState.LOST:
             camera = f"camera unavailable ({self.camera_detail.get('error', 'no camera')}); retrying"
         else:
             camera = f"camera {self.camera_detail.get('fps', 0.0)} fps"
@@ -101,6 +103,11 @@ class ScannerHealth:
 
     def _check_clock(self) -> None:
         try:
-            self.clock.observe(self.pipeline.store, self.pipeline.clock.now())
+            instant = self.pipeline.clock.now()
+            self.clock.observe(self.pipeline.store, instant)
+            state = ClockState.SYNCED if instant.clock_synced else ClockState.UNSYNCED
+            if state != self._clock_state:  # the clock record changes rarely: written only then
+                self.pipeline.store.set_status(Component.CLOCK, state, {})
+                self._clock_state = state
         except (StorageError, sqlite3.Error) as exc:
             log.warning("could not correct check-in times: %s", exc)

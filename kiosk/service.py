@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kiosk import __version__
+from kiosk.config import SettingsWatch
 from kiosk.events import ACCEPTED, Outcome
 from kiosk.health import ScannerHealth
 from kiosk.lifecycle import backoff_delays
 from kiosk.pipeline import Pipeline
+from kiosk.records import Component, ConfigState
 from kiosk.store import StorageError
 from scanner.camera import Camera, open_camera
 from scanner.feed import CameraFeed
@@ -52,16 +54,22 @@ def run_scanner(pipeline: Pipeline, stop: threading.Event, seconds: float | None
     log.info("scanner started: kiosk %s, device %s, venue %s (%s)", __version__, _device_name(pipeline),
              config.device.venue_id or "not provisioned", config.device.direction)
     next_maintenance = time.monotonic()
+    settings = SettingsWatch(pipeline.config)
+    _report_settings(pipeline)
 
     def housekeeping() -> None:  # runs with or without a camera
         nonlocal next_maintenance
         health.tick()
+        fresh = settings.poll()  # one stat; settings saved by any thread or process take effect here
+        if fresh is not None:
+            pipeline.config = fresh  # in the thread that owns the pipeline
+            _report_settings(pipeline)
         if time.monotonic() >= next_maintenance:
             next_maintenance = time.monotonic() + MAINTENANCE_INTERVAL_S
             _maintain(pipeline)
 
     def report(state: str, detail: dict) -> None:
-        _report(pipeline, "camera", state, detail)
+        _report(pipeline, Component.CAMERA, state, detail)
         health.camera(state, detail)
 
     feed = CameraFeed(camera_factory, config.camera.read_timeout_s, stop, backoff_delays(), report=report,
@@ -97,6 +105,12 @@ def _maintain(pipeline: Pipeline) -> None:
             log.info("housekeeping: %(deleted)d old uploaded check-ins deleted, %(blanked)d repeat hashes blanked", done)
     except (StorageError, sqlite3.Error) as exc:  # retried at the next interval; scanning goes on
         log.warning("housekeeping failed: %s", exc)
+
+
+def _report_settings(pipeline: Pipeline) -> None:
+    problem = pipeline.config.settings_problem
+    _report(pipeline, Component.CONFIG, ConfigState.DAMAGED if problem else ConfigState.OK,
+            {"file": pipeline.config.source, **({"error": problem, "kept": "the last good settings"} if problem else {})})
 
 
 def _report(pipeline: Pipeline, component: str, state: str, detail: dict) -> None:

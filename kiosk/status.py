@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sqlite3
 import time
@@ -20,8 +21,10 @@ from kiosk import __version__
 from kiosk.clock import boot_id, kernel_clock_synced, local_day_start_ms
 from kiosk.config import Config
 from kiosk.statefiles import DEVICE_ID_FILE, DamagedStateFile, parse_device_id, read_state_file, state_file_problems
+from kiosk.statedb import DB_NAME, read_only_connection
+from kiosk.records import (BEACON_ON, SYNC_FINE, CameraState, Component, EnrollmentState, Record, StoreState,
+                           SyncState, read_records)
 
-DB_NAME = "kiosk.db"  # kiosk.store.DB_NAME; imported late so `kiosk --version` needs no third-party library
 
 # Thresholds for "needs attention"; docs/appliance.md explains each one.
 STALE_REPORT_S = 60           # the scanner reports its camera every 10 s: older means it is not running
@@ -29,15 +32,6 @@ UPLOAD_BEHIND_S = 3600        # a check-in waiting longer than this for upload
 SYNC_SILENT_S = 3600          # no successful upload for this long while check-ins wait
 DISK_FREE_MIN_BYTES = 50 * 2**20
 DISK_FREE_MIN_FRACTION = 0.05
-BEACON_OK = {"advertising", "ok", "disabled"}
-# "offline" is normal for a venue without network: it needs attention only through the queue's age.
-SYNC_OK = {"online", "ok", "idle", "uploading", "synced", "starting", "offline"}
-
-PROVISIONING_PROBLEMS = {
-    "pending": "enrollment with {upstream_url} postponed (upstream unreachable; retrying): {error}",
-    "refused": "enrollment refused by {upstream_url}: {error}; scan a new provisioning code",
-    "no-uploader": "provisioned, but this installation has no uploader to enroll with",
-}
 
 EXIT_OK, EXIT_ATTENTION, EXIT_NO_STATE = 0, 1, 3
 
@@ -76,6 +70,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 # ---- gathering ---------------------------------------------------------------------------------
 def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None = None) -> Report:
+    """Everything ``kiosk run`` and ``kiosk sync`` check before they work, checked the same way."""
     now_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     synced = clock_synced if clock_synced is not None else (config.clock.assume_synced or kernel_clock_synced())
     state_dir = config.state_dir
@@ -87,12 +82,9 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
     device = config.device
     f["device"] = {"id": device.id or _stored_device_id(state_dir), "venue_id": device.venue_id,
                    "venue_name": device.venue_name, "direction": device.direction}
-    if not device.venue_id:
-        need.append("not provisioned: scan a provisioning QR code or run `kiosk provision`")
-        if not config.provisioning.authority_key:
-            need.append("provisioning.authority_key is not set: provisioning codes are refused (see /etc/kiosk/kiosk.toml)")
-    if not config.privacy.authority_public_key:
-        need.append("privacy.authority_public_key is not set: check-ins are refused (see /etc/kiosk/kiosk.toml)")
+    if config.settings_problem:
+        need.append(f"device settings damaged, the last good ones are in use: {config.settings_problem}")
+    _keys(config, need)
     f["clock"] = {"synced": synced}
     if not synced:
         need.append("clock not synchronised: check-ins are marked until NTP reaches a time server")
@@ -103,29 +95,65 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
         f["store"] = {"state": "missing", "path": str(db)}
         need.append(f"no state database at {db}: the scanner has never run with this state directory")
         return report
-    from kiosk.store import Store, StorageError
-
     try:
-        store = Store.reader(state_dir)
+        conn = read_only_connection(state_dir)
         try:
-            _from_database(store.conn, now_ms, f, need)
+            records = _from_database(conn, now_ms, f, need)
         finally:
-            store.close()
-    except (StorageError, sqlite3.Error, OSError) as exc:
+            conn.close()
+    except (sqlite3.Error, OSError) as exc:
         f["store"] = {"state": "unreadable", "error": str(exc)}
         need.append(f"state database unreadable: {exc}")
+        return report
+    if device.venue_id:
+        _enrollment(config, records, f, need)
     return report
 
 
-def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], need: list[str]) -> None:
-    conn.row_factory = sqlite3.Row
-    statuses = {r["component"]: {"state": r["state"], "detail": json.loads(r["detail"] or "{}"),
-                                 "age_s": _age(now_ms, r["updated_ms"])}
-                for r in conn.execute("SELECT component, state, detail, updated_ms FROM status")}
-    store = statuses.get("store", {"state": "ok"})
-    f["store"] = {"state": store["state"], **store.get("detail", {})}
-    if store["state"] == "recovered":
-        need.append(f"state database was unreadable and was set aside as {store['detail'].get('kept_as')}")
+def _keys(config: Config, need: list[str]) -> None:
+    """The files and keys ``kiosk run`` loads before it scans: each one it would refuse, named."""
+    from kiosk.config import ConfigError
+    from kiosk.privacy import read_key
+
+    where = config.file_source
+    if not config.device.venue_id:
+        need.append("not provisioned: visitors are refused; scan a provisioning QR code or run `kiosk provision`")
+    try:
+        if read_key(config.privacy.authority_public_key, "privacy.authority_public_key") is None:
+            need.append(f"privacy.authority_public_key is not set: check-ins are refused (set it in {where})")
+    except ConfigError as exc:
+        need.append(f"{exc}: check-ins are refused (fix it in {where})")
+    try:
+        if not config.provisioning.authority_key and not config.device.venue_id:
+            need.append(f"provisioning.authority_key is not set: provisioning codes are refused (set it in {where})")
+        from kiosk.credentials import default_registry
+
+        default_registry(config)  # the provisioning key and the HC1 trust list, as the scanner loads them
+    except ConfigError as exc:
+        need.append(f"{exc}: `kiosk run` will not start (fix it in {where})")
+
+
+def _enrollment(config: Config, records: dict, f: dict[str, Any], need: list[str]) -> None:
+    from sync.enroll import enrollment_problem
+
+    state, problem = enrollment_problem(config)
+    record = records.get(Component.ENROLLMENT)
+    f["enrollment"] = {"state": str(state or (EnrollmentState.ENROLLED if not problem else "not-enrolled"))}
+    if record is not None and record.state == EnrollmentState.REFUSED and state is None and problem:
+        need.append(f"enrollment refused by {record.get('upstream_url', 'the upstream')}: {record.get('error', '')}; "
+                    "ask the health authority for a new provisioning code")
+    elif state == EnrollmentState.PENDING and record is not None and record.get("error"):
+        need.append(f"{problem}; last attempt: {record.get('error')}")
+    elif problem:
+        need.append(problem)
+
+
+def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], need: list[str]) -> dict:
+    records = read_records(conn)
+    store = records.get(Component.STORE)
+    f["store"] = {"state": str(store.state) if store else "ok", **(store.detail if store else {})}
+    if store is not None and store.state == StoreState.RECOVERED:
+        need.append(f"state database was unreadable and was set aside as {store.get('kept_as')}")
 
     total, last = conn.execute("SELECT count(*), max(utc_ms) FROM checkins").fetchone()
     f["checkins"] = {"total": total, "last_age_s": _age(now_ms, last)}
@@ -147,48 +175,40 @@ def _from_database(conn: sqlite3.Connection, now_ms: int, f: dict[str, Any], nee
         [boot_id(), boot_id()]).fetchone()
     f["clock"]["unsynced_checkins"] = {"this_boot": this, "earlier_boots": earlier}
 
-    camera = statuses.get("camera")
-    f["camera"] = _component(camera)
+    camera = records.get(Component.CAMERA)
+    f["camera"] = _component(camera, now_ms)
     if camera is None:
         need.append("camera: no report yet (is kiosk-scanner running?)")
-    elif camera["age_s"] is not None and camera["age_s"] > STALE_REPORT_S:
-        need.append(f"camera: last report {_human(camera['age_s'] * 1000)} ago (is kiosk-scanner running?)")
-    elif camera["state"] != "ok":
-        need.append(f"camera {camera['state']}: {camera['detail'].get('error', 'no frames')}")
+    elif f["camera"]["age_s"] > STALE_REPORT_S:
+        need.append(f"camera: last report {_human(f['camera']['age_s'] * 1000)} ago (is kiosk-scanner running?)")
+    elif camera.state != CameraState.OK:
+        need.append(f"camera {camera.state}: {camera.get('error', 'no frames')}")
 
-    sync = statuses.get("sync")
-    f["sync"] = _component(sync)
-    detail = (sync or {}).get("detail", {})
-    last_ok = detail.get("last_success_ms") or detail.get("last_ok_ms")
+    sync = records.get(Component.SYNC)
+    f["sync"] = _component(sync, now_ms)
+    last_ok = sync.get("last_success_ms") if sync else None
     f["sync"]["last_ok_age_s"] = _age(now_ms, last_ok)
-    if sync is not None and sync["state"] == "not-enrolled":
-        need.append("sync: not enrolled with an upstream yet (provision this kiosk)")
-    elif sync is not None and sync["state"] not in SYNC_OK:
-        error = sync["detail"].get("last_error") or sync["detail"].get("error") or ""
-        need.append(f"sync {sync['state']}: {error}".rstrip(": "))
+    if sync is not None and sync.state == SyncState.REVOKED:
+        need.append("sync: this kiosk was revoked by the health authority: nothing will upload; ask them to enroll it again")
+    elif sync is not None and sync.state not in SYNC_FINE | {SyncState.NOT_ENROLLED}:
+        need.append(f"sync {sync.state}: {sync.get('last_error') or sync.get('error') or ''}".rstrip(": "))
     elif unsent and (last_ok is None or now_ms - last_ok > SYNC_SILENT_S * 1000) and oldest is not None \
             and now_ms - oldest > SYNC_SILENT_S * 1000:
         need.append("sync: no successful upload for over an hour while check-ins wait")
 
-    provisioning = statuses.get("provisioning")
-    if provisioning is not None:
-        f["provisioning"] = _component(provisioning)
-        problem = PROVISIONING_PROBLEMS.get(provisioning["state"])
-        if problem:
-            need.append(problem.format(**{"error": "", "upstream_url": "?", **provisioning["detail"]}).rstrip(": "))
-
-    beacon = statuses.get("beacon")
-    f["beacon"] = _component(beacon)
+    beacon = records.get(Component.BEACON)
+    f["beacon"] = _component(beacon, now_ms)
     if beacon is not None:
-        f["beacon"]["slot"] = beacon["detail"].get("slot")
-        if beacon["state"] not in BEACON_OK:
-            need.append(f"beacon {beacon['state']}: {beacon['detail'].get('error', '')}".rstrip(": "))
+        f["beacon"]["slot"] = beacon.get("slot")
+        if beacon.state not in BEACON_ON:
+            need.append(f"beacon {beacon.state}: {beacon.get('error') or beacon.get('reason') or ''}".rstrip(": "))
+    return records
 
 
-def _component(status: dict[str, Any] | None) -> dict[str, Any]:
-    if status is None:
+def _component(record: Record | None, now_ms: int) -> dict[str, Any]:
+    if record is None:
         return {"state": "unknown", "age_s": None}
-    return {"state": status["state"], "age_s": status["age_s"], **status["detail"]}
+    return {**record.detail, "state": str(record.state), "age_s": _age(now_ms, record.updated_ms)}
 
 
 def _disk(state_dir: Path, f: dict[str, Any], need: list[str]) -> None:
@@ -200,6 +220,10 @@ def _disk(state_dir: Path, f: dict[str, Any], need: list[str]) -> None:
         need.append(f"cannot read free space of {state_dir}: {exc}")
         return
     f["disk"] = {"free_bytes": usage.free, "total_bytes": usage.total}
+    if state_dir.exists() and (os.statvfs(state_dir).f_flag & os.ST_RDONLY or not os.access(state_dir, os.W_OK)):
+        f["disk"]["writable"] = False
+        need.append(f"storage read-only: {state_dir} cannot be written, so check-ins are refused "
+                    "(check the data partition and its mount)")
     if usage.free < DISK_FREE_MIN_BYTES or usage.free < DISK_FREE_MIN_FRACTION * usage.total:
         need.append(f"disk nearly full: {usage.free // 2**20} MiB free for {state_dir}")
 

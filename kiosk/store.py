@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     import sqlite_utils
 
+from kiosk.records import Component, StoreState, checked, read_records
+from kiosk.statedb import DB_NAME, read_only_connection
+
 log = logging.getLogger("kiosk.store")
 
-DB_NAME = "kiosk.db"
 
 
 class StorageError(RuntimeError):
@@ -170,27 +172,17 @@ class Store:
                 raise StorageError(f"cannot open {path}: {exc}") from exc
             kept = cls._set_aside(path, exc)
             store = cls._connect(path)
-            store.set_status("store", "recovered", {"kept_as": str(kept), "error": str(exc)})
+            store.set_status(Component.STORE, StoreState.RECOVERED, {"kept_as": str(kept), "error": str(exc)})
         return store
 
     @classmethod
     def reader(cls, state_dir: Path) -> "Store":
-        """A read-only connection (``mode=ro``) for the screen and ``kiosk status``: never creates,
-        migrates or sets aside the database, whatever state it is in; that is the writer's job.
-
-        With no ``-wal`` file no process has the database open and everything is in the main file:
-        it is then read as immutable, so not even ``-wal``/``-shm`` files are created (they would be
-        root's when root runs ``kiosk status``)."""
-        path = state_dir / DB_NAME
-        uri = f"{path.resolve().as_uri()}?mode=ro"
-        if not Path(str(path) + "-wal").exists():
-            uri += "&immutable=1"
+        """A read-only connection for the screen and ``kiosk status`` (kiosk/statedb.py)."""
         try:
-            conn = sqlite3.connect(uri, uri=True, timeout=2, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 2000")
+            conn = read_only_connection(state_dir)
         except sqlite3.Error as exc:
-            raise StorageError(f"cannot read {path}: {exc}") from exc
-        return cls(path, conn)
+            raise StorageError(f"cannot read {state_dir / DB_NAME}: {exc}") from exc
+        return cls(state_dir / DB_NAME, conn)
 
     @classmethod
     def _connect(cls, path: Path) -> "Store":
@@ -346,6 +338,8 @@ class Store:
 
     # ---- component status ----------------------------------------------------------------------
     def set_status(self, component: str, state: str, detail: dict[str, Any] | None = None) -> None:
+        """Write a component's record; ValueError if it is outside the status contract (kiosk/records.py)."""
+        component, state, detail = checked(component, state, detail)
         self.conn.execute(
             """INSERT INTO status (component, state, detail, updated_ms) VALUES (?, ?, ?, ?)
                ON CONFLICT(component) DO UPDATE SET state = excluded.state, detail = excluded.detail,
@@ -354,11 +348,9 @@ class Store:
         )
 
     def statuses(self) -> dict[str, dict[str, Any]]:
-        return {
-            component: {"state": state, "detail": json.loads(detail), "updated_ms": updated_ms}
-            for component, state, detail, updated_ms in self.conn.execute(
-                "SELECT component, state, detail, updated_ms FROM status")
-        }
+        """Every record in the status contract, as plain values (rows outside it are left out)."""
+        return {str(c): {"state": str(r.state), "detail": r.detail, "updated_ms": r.updated_ms}
+                for c, r in read_records(self.conn).items()}
 
 
 class _Transaction:

@@ -22,6 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from kiosk.records import CameraState
 from scanner.camera.base import Camera, CameraError
 from scanner.grabber import DirectReader, FrameGrabber
 
@@ -102,17 +103,17 @@ class CameraFeed:
                     if silent > self.read_timeout_s * STALLS_BEFORE_REOPEN:
                         problem = f"no frame for {silent:.0f} s"
                         break
-                    if silent > self.read_timeout_s and self.state != "stalled":
-                        self._set("stalled", {"backend": camera.name, "error": f"no frame for {silent:.1f} s"})
+                    if silent > self.read_timeout_s and self.state != CameraState.STALLED:
+                        self._set(CameraState.STALLED, {"backend": camera.name, "error": f"no frame for {silent:.1f} s"})
                     continue
                 last_frame_at = now
                 window_frames += 1
                 if now - opened_at >= HEALTHY_AFTER_S:
                     self.failures = 0
-                if self.state != "ok" or now - window_start >= REPORT_EVERY_S:
+                if self.state != CameraState.OK or now - window_start >= REPORT_EVERY_S:
                     elapsed = max(now - window_start, 1e-3)
                     dropped = source.dropped - window_dropped
-                    self._set("ok", {"backend": camera.name, "fps": round((window_frames + dropped) / elapsed, 1),
+                    self._set(CameraState.OK, {"backend": camera.name, "fps": round((window_frames + dropped) / elapsed, 1),
                                      "dropped_fps": round(dropped / elapsed, 1), "frames": self.frames_taken + 1,
                                      "decode_ms_p50": round(statistics.median(self._decode_ms), 1) if self._decode_ms else None})
                     window_start, window_frames, window_dropped = now, 0, source.dropped
@@ -140,7 +141,7 @@ class CameraFeed:
         if backend:
             detail["backend"] = backend
         (log.error if self.failures == 1 else log.info)("camera unavailable: %s; retrying in %.1f s", problem, wait)
-        self._set("lost", detail)
+        self._set(CameraState.LOST, detail)
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - time.monotonic()))
         until = time.monotonic() + wait

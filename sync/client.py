@@ -23,10 +23,12 @@ from typing import Any, Callable
 
 from kiosk import __version__
 from kiosk.clock import kernel_clock_synced
-from kiosk.config import Config
+from kiosk.config import Config, SettingsWatch
 from kiosk.lifecycle import backoff_delays
+from kiosk.records import Component, NearbyState, SyncState, read_records
 from kiosk.store import Store
 from sync import protocol as p
+from sync.enroll import INTENT_FILE, Completion
 from sync.identity import Enrollment, load_enrollment, load_key
 from sync.outbox import Claimed, Outbox, batch_document
 from sync.transport import BadReply, Reply, Unreachable, UpstreamSession
@@ -66,9 +68,10 @@ class Uploader:
             raise NotEnrolled(f"no enrollment in {config.state_dir}: run `kiosk provision --upstream URL "
                               "--token TOKEN --venue ID` first")
         self.enrollment: Enrollment = enrollment
-        url = self.settings.upstream_url or enrollment.upstream_url
-        self.session = UpstreamSession(url, enrollment.device_id, key, self.settings.ca_bundle,
-                                       self.settings.connect_timeout_s, self.settings.read_timeout_s)
+        self._key = key
+        self.session = self._new_session()
+        self._settings_watch = SettingsWatch(config)
+        self._completion = Completion(self.settings.backoff_base_s * 5, self.settings.backoff_cap_s)
         self.store = store or Store.open(config.state_dir)
         # This connection only moves outbox rows between states (and writes the "sync" status). A power
         # cut may roll the last of those moves back, to "pending" or "inflight": the rows go again and
@@ -82,8 +85,9 @@ class Uploader:
         self._delay = backoff_delays(self.settings.backoff_base_s, self.settings.backoff_cap_s)
         self._failures = 0          # consecutive
         self._retry_after: float | None = None
-        self._state = "starting"
-        self._last_success_ms: int | None = None
+        self._state = SyncState.STARTING
+        previous = read_records(self.store.db.conn).get(Component.SYNC)
+        self._last_success_ms: int | None = previous.get("last_success_ms") if previous else None  # kept across runs
         self._last_error_ms: int | None = None
         self._clock_synced_at = -CLOCK_RESYNC_S
         self._next_heartbeat = 0.0
@@ -94,6 +98,39 @@ class Uploader:
         self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-send")
         self._alive: Callable[[], None] = lambda: None
         self._sync_now_seen = self._sync_now_mtime()
+
+    def _new_session(self) -> UpstreamSession:
+        url = self.settings.upstream_url or self.enrollment.upstream_url
+        return UpstreamSession(url, self.enrollment.device_id, self._key, self.settings.ca_bundle,
+                               self.settings.connect_timeout_s, self.settings.read_timeout_s)
+
+    def _follow_settings(self) -> bool:
+        """Take up settings changed by another process between requests; True if the upstream changed."""
+        fresh = self._settings_watch.poll()
+        if fresh is None:
+            return False
+        self.config, self.settings = fresh, fresh.sync
+        session = self._new_session()
+        if (session.base_url, session.verify) != (self.session.base_url, self.session.verify):
+            log.info("uploading to %s from now on", session.base_url)
+            session.offset_ms, self._clock_synced_at = self.session.offset_ms, -CLOCK_RESYNC_S
+            self.session.close()
+            self.session = session
+            return True
+        session.close()
+        return False
+
+    def _complete_enrollment(self) -> bool:
+        """A provisioning saved while running (the kiosk moved venue): enroll it, then upload as that."""
+        if not (self.config.state_dir / INTENT_FILE).exists() or not self._completion.step(self.config):
+            return False
+        enrollment = load_enrollment(self.config.state_dir)
+        if enrollment is None or enrollment == self.enrollment:
+            return False
+        self.enrollment = enrollment
+        self.session.close()
+        self.session = self._new_session()
+        return True
 
     def close(self) -> None:
         self._sender.shutdown(wait=True)
@@ -147,7 +184,7 @@ class Uploader:
                 return self._heartbeat()
             return True
         except Unreachable as exc:
-            self._failed("offline", str(exc))
+            self._failed(SyncState.OFFLINE, str(exc))
             return False
         except BadReply as exc:
             self._failed_reply(exc.reply)
@@ -161,6 +198,8 @@ class Uploader:
             until = min(until, deadline)
         while not stop.wait(self.settings.wake_check_s):
             self._alive()
+            if self._follow_settings() | self._complete_enrollment():
+                return
             if self._sync_now_requested():
                 return
             now_version = self._data_version()
@@ -176,7 +215,7 @@ class Uploader:
         end = time.monotonic() + seconds
         while not stop.is_set() and (left := end - time.monotonic()) > 0:
             self._alive()
-            if self._sync_now_requested():
+            if self._sync_now_requested() or self._follow_settings() | self._complete_enrollment():
                 self._failures = 0
                 self._retry_after = None
                 return
@@ -235,7 +274,7 @@ class Uploader:
                 reply = on_the_wire.result()
             except Unreachable as exc:
                 self.outbox.release([c.id for c in batch + upcoming], str(exc))
-                self._failed("offline", str(exc))
+                self._failed(SyncState.OFFLINE, str(exc))
                 return False
             on_the_wire = self._submit(upcoming) if upcoming and reply.status == 200 else None
             if not self._settle(batch, reply):
@@ -261,7 +300,7 @@ class Uploader:
             reply = self.session.post_json(p.PATH_CHECKINS, batch_document(batch))
         except Unreachable as exc:
             self.outbox.release([c.id for c in batch], str(exc))
-            self._failed("offline", str(exc))
+            self._failed(SyncState.OFFLINE, str(exc))
             return False
         return self._settle(batch, reply, retried)
 
@@ -329,7 +368,7 @@ class Uploader:
         nearby = None
         for name, status in list(statuses.items())[:16]:
             detail = _scalars(status["detail"])
-            if name == "nearby" and status["state"] == "ok" and isinstance(detail.get("phones"), int):
+            if name == Component.NEARBY and status["state"] == NearbyState.OK and isinstance(detail.get("phones"), int):
                 nearby = detail["phones"]  # the beacon's scanner: distinct Bluezone phones in its window
             components[name[:32]] = {"state": str(status["state"])[:32] or "unknown", "detail": detail}
         try:
@@ -371,15 +410,18 @@ class Uploader:
     def _succeeded(self) -> None:
         self._failures = 0
         self._retry_after = None
-        self._state = "online"
+        self._state = SyncState.ONLINE
         self._last_success_ms = time.time_ns() // 1_000_000
 
     def _failed_reply(self, reply: Reply) -> None:
         self._retry_after = reply.retry_after_s
-        state = "offline" if reply.status >= 500 or reply.status == 429 else "error"
+        if reply.status >= 500 or reply.status == 429:
+            state = SyncState.OFFLINE
+        else:
+            state = SyncState.REVOKED if reply.reason == "device-revoked" else SyncState.ERROR
         self._failed(state, f"HTTP {reply.status} {reply.reason}")
 
-    def _failed(self, state: str, error: str) -> None:
+    def _failed(self, state: SyncState, error: str) -> None:
         self._failures += 1
         self.result.failures += 1
         self.result.last_error = error
@@ -402,7 +444,7 @@ class Uploader:
                   "queue_depth": depth, "oldest_unsent_age_s": None if oldest is None else round((now - oldest) / 1000, 1),
                   "clock_offset_ms": self.session.offset_ms, "sent": self.result.sent, "dead": self.result.dead, **extra}
         try:
-            self.store.set_status("sync", self._state, detail)
+            self.store.set_status(Component.SYNC, self._state, detail)
         except Exception as exc:  # noqa: BLE001 - status is best effort; the queue is not
             log.warning("could not record sync status: %s", exc)
 

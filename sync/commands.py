@@ -142,9 +142,7 @@ def _storage(args: argparse.Namespace, create: bool = False):  # noqa: ANN202
 def cmd_sync(args: argparse.Namespace) -> int:
     from kiosk.cli import config_from_args
     from kiosk.lifecycle import stop_on_signals
-    from kiosk.store import Store
     from kiosk.watchdog import LoopWatch
-    from sync.client import NotEnrolled, Uploader
 
     config = config_from_args(args)
     watch = LoopWatch()  # systemd's READY/WATCHDOG (kiosk/watchdog.py): pinged from the loop's `alive` hook
@@ -154,24 +152,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if lock is None:
         print(f"kiosk: another `kiosk sync` is running for {config.state_dir}", file=sys.stderr)
         return 2
-    warned = False
-    while True:
-        try:
-            uploader = Uploader(config)
-            break
-        except NotEnrolled as exc:
-            if args.once:
-                print(f"kiosk: {exc}", file=sys.stderr)
-                return 2
-            if not warned:
-                log.error("%s; waiting for provisioning", exc)
-                store = Store.open(config.state_dir)
-                store.set_status("sync", "not-enrolled", {})
-                store.close()
-                warned = True
-            if watch.wait(stop, config.sync.poll_interval_s, status="not enrolled: waiting for provisioning"):
-                return 0
-            config = config_from_args(args)
+    uploader = _wait_for_enrollment(args, config, watch, stop)
+    if uploader is None:
+        return 2 if args.once else 0
     try:
         result = uploader.run(stop, once=args.once, seconds=args.seconds,
                               alive=lambda: watch.beat(f"{uploader.state}; {uploader.result.sent} sent"))
@@ -182,6 +165,37 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _print({"sent": result.sent, "dead": result.dead, "remaining": result.remaining,
                 "failures": result.failures, "last_error": result.last_error})
     return 0 if result.remaining == 0 else 1
+
+
+def _wait_for_enrollment(args: argparse.Namespace, config: Any, watch: Any, stop: threading.Event) -> Any:
+    """The uploader once this device is enrolled; meanwhile complete a saved enrollment intent with
+    backoff and follow the settings (a provisioning made by another process shows up within a second)."""
+    from kiosk.config import SettingsWatch
+    from kiosk.records import Component, SyncState
+    from kiosk.store import Store
+    from sync.client import NotEnrolled, Uploader
+    from sync.enroll import Completion
+
+    settings = SettingsWatch(config)
+    completion = Completion(config.sync.backoff_base_s * 5, config.sync.backoff_cap_s)
+    warned = False
+    while True:
+        settings.poll()
+        completion.step(settings.config)
+        try:
+            return Uploader(settings.config)
+        except NotEnrolled as exc:
+            if args.once:
+                print(f"kiosk: {exc}", file=sys.stderr)
+                return None
+            if not warned:
+                log.error("%s; waiting for provisioning", exc)
+                store = Store.open(config.state_dir)
+                store.set_status(Component.SYNC, SyncState.NOT_ENROLLED, {})
+                store.close()
+                warned = True
+        if watch.wait(stop, 0.5, status="not enrolled: waiting for provisioning"):
+            return None
 
 
 def _single_instance(state_dir: Path):  # noqa: ANN202
@@ -200,23 +214,46 @@ def _single_instance(state_dir: Path):  # noqa: ANN202
     return fh
 
 
+# What a venue manager reads when the upstream refuses the enrollment code, by the upstream's reason.
+REFUSALS = {
+    "venue-mismatch": "the code was issued for another venue: check --venue, or ask the health authority for a "
+                      "code for this venue",
+    "device-revoked": "this kiosk was revoked by the health authority: ask them to enroll it again",
+}
+EXIT_SAVED_NOT_ENROLLED = 75  # sysexits' EX_TEMPFAIL: saved; the uploader completes the enrollment later
+
+
 def cmd_provision(args: argparse.Namespace) -> int:
     from kiosk.cli import config_from_args
-    from sync.enroll import EnrollError, provision
+    from kiosk.records import EnrollmentState
+    from sync.enroll import provision
+    from sync.identity import load_enrollment
 
     config = config_from_args(args)
     ca = str(Path(args.ca_bundle).resolve()) if args.ca_bundle else ""
     try:
-        enrollment = provision(config, args.upstream, args.token, args.venue, ca_bundle=ca, direction=args.direction)
+        state, why = provision(config, args.upstream, args.token, args.venue, ca_bundle=ca, direction=args.direction)
     except ValueError as exc:
-        print(f"kiosk: {exc}", file=sys.stderr)
+        print(f"kiosk: {exc}; nothing was saved", file=sys.stderr)
         return 2
-    except EnrollError as exc:
-        print(f"kiosk: enrollment refused or failed: {exc}", file=sys.stderr)
-        return 1
-    _print({"device_id": enrollment.device_id, "venue_id": enrollment.venue_id,
-            "upstream": enrollment.upstream_url, "public_key": enrollment.public_key})
-    return 0
+    if state == EnrollmentState.ENROLLED:
+        enrollment = load_enrollment(config.state_dir)
+        _print({"device_id": enrollment.device_id, "venue_id": enrollment.venue_id,
+                "upstream": enrollment.upstream_url, "public_key": enrollment.public_key})
+        return 0
+    if state == EnrollmentState.PENDING:
+        if why.startswith("TLS verification failed"):
+            print(f"kiosk: {args.upstream} answered with a certificate this kiosk does not trust (TLS verification "
+                  "failed): check --ca-bundle and the kiosk's clock.", file=sys.stderr)
+        print(f"kiosk: cannot reach {args.upstream}: check the network and the address. Venue {args.venue} is saved "
+              "and check-ins are kept; the enrollment is saved too and the uploader (kiosk sync) retries it until "
+              "the upstream answers. `kiosk status` shows when it is done.", file=sys.stderr)
+        return EXIT_SAVED_NOT_ENROLLED
+    reason = why.split(":", 1)[0]
+    advice = REFUSALS.get(reason, "ask the health authority for a new code")
+    print(f"kiosk: the upstream refused this enrollment code ({reason}): {advice}. Venue {args.venue} stays set, "
+          "but nothing will upload until the kiosk is enrolled.", file=sys.stderr)
+    return 1
 
 
 # ---- upstream -----------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ class DemoSync:
     def __init__(self, config: Config):
         from sync.client import Uploader
         from sync.enroll import provision
+        from sync.identity import load_enrollment
         from sync.server import bind, create_app, make_server
         from sync.storage import Storage
 
@@ -33,7 +34,10 @@ class DemoSync:
         while not self.server.started and time.monotonic() < deadline:
             time.sleep(0.02)
         venue = config.device.venue_id
-        enrollment = provision(config, self.url, self.storage.create_token("enroll", venue, ttl_s=600), venue)
+        state, why = provision(config, self.url, self.storage.create_token("enroll", venue, ttl_s=600), venue)
+        enrollment = load_enrollment(config.state_dir)
+        if enrollment is None:
+            raise RuntimeError(f"enrollment {state}: {why}")
         self.device_id = enrollment.device_id
         self.uploader = Uploader(config.replace(sync={"upstream_url": self.url, "wake_check_s": 0.1}))
         self._stop = threading.Event()

@@ -27,7 +27,7 @@ def recorded(monkeypatch):
 
     def attach(pipeline: Pipeline) -> Pipeline:
         original = pipeline.store.set_status
-        pipeline.store.set_status = lambda c, s, d=None: (reports.append((s, d)), original(c, s, d))
+        pipeline.store.set_status = lambda c, s, d=None: (c == "camera" and reports.append((s, d)), original(c, s, d))
         return pipeline
 
     return reports, attach

@@ -15,24 +15,17 @@ import pytest
 from PIL import Image
 
 from conftest import run_kiosk
-from kiosk.config import load_config
+from kiosk.config import SettingsWatch, load_config, save_overrides
 from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
 from kiosk.events import PROVISIONING
 from kiosk.pipeline import Pipeline
-from kiosk.provisioning import PENDING_FILE, ProvisioningFlow, apply_provisioning, load_pending
+from kiosk.provisioning import ProvisioningFlow
 from kiosk.status import gather
 from kiosk.store import Store
 from scanner.render import render_code, scene
+from sync.enroll import INTENT_FILE, IntentDamaged, load_intent
 
 AUTHORITY = new_signing_keypair()
-
-
-class Unreachable(Exception):
-    reason = "unreachable"
-
-
-class Refused(Exception):
-    reason = "token-used"
 
 
 def code_for(venue: str, direction: str = "entry", name: str = "Chợ Lớn", token: str | None = None,
@@ -112,72 +105,80 @@ def _blank_pipeline(blank_config_file) -> Pipeline:
     return Pipeline(load_config(blank_config_file))
 
 
-def test_unreachable_upstream_postpones_enrollment_and_retries(blank_config_file, state_dir):
-    pipeline = _blank_pipeline(blank_config_file)
-    calls = []
-    reachable = threading.Event()
+def _follow(pipeline: Pipeline, watch: SettingsWatch) -> None:
+    """What the scanner loop does on every turn: take up the settings saved by anyone."""
+    pipeline.config = watch.poll() or pipeline.config
 
-    def enroll(config, url, token, venue, direction=None):
-        calls.append((url, venue, direction, config.device.venue_id))
-        if not reachable.is_set():
-            raise Unreachable("connection refused")
 
-    outcome = _provisioning_outcome(pipeline, code_for("BUS-STATION-2", token="T" * 24))
-    applied = apply_provisioning(pipeline.config, outcome.credential, enroll)
-    assert not applied.enrolled and applied.config.device.venue_id == "BUS-STATION-2"
-    pending = state_dir / PENDING_FILE
-    assert stat.S_IMODE(pending.stat().st_mode) == 0o600  # it holds the one-time token
-    assert load_pending(state_dir)["token"] == "T" * 24
-    assert any(a.startswith("enrollment with http://127.0.0.1:9 postponed")
-               for a in gather(applied.config, clock_synced=True).attention)
-
-    # A restart finds the postponed enrollment and keeps trying until the upstream answers.
-    pipeline.config = applied.config
-    reachable.set()
+@pytest.fixture
+def quick_retries(monkeypatch):
     import kiosk.provisioning as prov
-    prov_cap, prov.RETRY_CAP_S = prov.RETRY_CAP_S, 0.05
-    try:
-        flow = ProvisioningFlow(pipeline, enroll=enroll)
-        flow.thread.join(30)
-    finally:
-        prov.RETRY_CAP_S = prov_cap
-    assert not pending.exists()
-    assert calls[-1] == ("http://127.0.0.1:9", "BUS-STATION-2", "entry", "BUS-STATION-2")
-    assert Store.open(state_dir).statuses()["provisioning"]["state"] == "enrolled"
-    pipeline.close()
+
+    monkeypatch.setattr(prov, "RETRY_BASE_S", 0.05)
+    monkeypatch.setattr(prov, "RETRY_CAP_S", 0.2)
 
 
-def test_a_refused_token_is_reported_not_retried(blank_config_file, state_dir):
+def test_unreachable_upstream_keeps_the_intent_and_a_restart_completes_it(blank_config_file, state_dir, tmp_path,
+                                                                          quick_retries):
+    from upstream_helpers import free_port, start_upstream, token
+
+    port = free_port()  # nothing listens here yet
+    url = f"http://127.0.0.1:{port}"
     pipeline = _blank_pipeline(blank_config_file)
-
-    def enroll(*args, **kw):
-        raise Refused("token-used: this token was used already")
-
-    outcome = _provisioning_outcome(pipeline, code_for("MARKET-3"))
-    applied = apply_provisioning(pipeline.config, outcome.credential, enroll)
-    assert not applied.enrolled and not (state_dir / PENDING_FILE).exists()
-    attention = gather(applied.config, clock_synced=True).attention
-    assert any("enrollment refused by http://127.0.0.1:9: token-used" in a for a in attention)
+    upstream_db = str(tmp_path / "upstream.db")
+    start_upstream(upstream_db).stop()  # creates the upstream's database, to issue a token from
+    flow = ProvisioningFlow(pipeline, auto=True)
+    pipeline.sinks.append(flow)
+    pipeline.handle_payload(code_for("BUS-STATION-2", token=token(upstream_db, "BUS-STATION-2"), upstream=url).encode())
+    intent = state_dir / INTENT_FILE
+    assert stat.S_IMODE(intent.stat().st_mode) == 0o600  # it holds the one-time token
+    assert load_intent(state_dir).venue_id == "BUS-STATION-2"
+    deadline = time.monotonic() + 10
+    while Store.open(state_dir).statuses().get("enrollment", {}).get("state") != "pending":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    flow.close()
+    flow.thread.join(10)
     pipeline.close()
+    config = load_config(blank_config_file)
+    assert config.device.venue_id == "BUS-STATION-2"
+    attention = gather(config, clock_synced=True).attention
+    assert any("BUS-STATION-2 is saved and not completed yet" in a for a in attention), attention
+
+    # A restart (the upstream now answering at that address) finds the intent and completes it.
+    upstream = start_upstream(upstream_db, f"127.0.0.1:{port}")
+    try:
+        pipeline = Pipeline(config)
+        flow = ProvisioningFlow(pipeline)
+        flow.thread.join(30)
+        assert not intent.exists()
+        assert Store.open(state_dir).statuses()["enrollment"]["state"] == "enrolled"
+        assert load_config(blank_config_file).sync.upstream_url == url
+        pipeline.close()
+    finally:
+        upstream.stop()
 
 
 def test_a_kiosk_in_service_moves_only_when_the_code_is_shown_twice(config, state_dir):
     now = [1000.0]
-    enrolled = []
     pipeline = Pipeline(config.replace(provisioning={"authority_key": base64.b64encode(AUTHORITY[1]).decode()}))
-    flow = ProvisioningFlow(pipeline, enroll=lambda *a, **k: enrolled.append(a[3]), monotonic=lambda: now[0])
+    watch = SettingsWatch(pipeline.config)
+    flow = ProvisioningFlow(pipeline, monotonic=lambda: now[0])
     other = code_for("OTHER-VENUE")
     flow(_provisioning_outcome(pipeline, other))
+    _follow(pipeline, watch)
     assert pipeline.config.device.venue_id == "VENUE-1" and flow.thread is None
-    assert Store.open(state_dir).statuses()["provisioning"]["state"] == "confirm"
+    assert Store.open(state_dir).statuses()["enrollment"]["state"] == "confirm"
 
     now[0] += 120  # too late: the second showing only asks again
     flow(_provisioning_outcome(pipeline, other))
+    _follow(pipeline, watch)
     assert pipeline.config.device.venue_id == "VENUE-1"
     now[0] += 10
     flow(_provisioning_outcome(pipeline, other))
-    flow.thread.join(10)
-    assert pipeline.config.device.venue_id == "OTHER-VENUE" and enrolled == ["OTHER-VENUE"]
+    flow.close()
+    _follow(pipeline, watch)
+    assert pipeline.config.device.venue_id == "OTHER-VENUE"
     assert load_config(state_dir.parent / "kiosk.toml").device.venue_id == "OTHER-VENUE"
     pipeline.close()
 
@@ -188,54 +189,62 @@ def test_forged_and_expired_codes_change_nothing(blank_config_file, state_dir):
                                                                  "x" * 24, int(time.time())))
     old = make_code(AUTHORITY[0], ProvisioningCode("OLD", "Old", "entry", "https://u.example", "y" * 24,
                                                    int(time.time()) - 400 * 86400))
-    flow = ProvisioningFlow(pipeline, enroll=lambda *a, **k: None)
+    flow = ProvisioningFlow(pipeline)
     pipeline.sinks.append(flow)
     for payload in (forged, old):
         outcome = pipeline.handle_payload(payload.encode())
         assert outcome.event == "rejected"
     assert flow.thread is None and pipeline.config.device.venue_id == ""
-    assert not (state_dir / "settings.toml").exists()
-    with pytest.raises(ValueError):
-        apply_provisioning(pipeline.config, pipeline.handle_payload(forged.encode()).credential)
+    assert not (state_dir / "settings.toml").exists() and not (state_dir / INTENT_FILE).exists()
     # The screen's confirmation hook says why, and changes nothing either.
     assert flow.confirm(pipeline.handle_payload(forged.encode()).credential) == "not a verified provisioning code"
-    assert pipeline.config.device.venue_id == ""
+    assert not (state_dir / "settings.toml").exists()
     pipeline.close()
 
 
-def test_the_screen_hook_applies_at_once_and_enrolls_in_the_background(blank_config_file, state_dir):
+def test_the_screen_hook_saves_at_once_and_enrolls_in_the_background(blank_config_file, state_dir, quick_retries):
     pipeline = _blank_pipeline(blank_config_file)
-    release, enrolled = threading.Event(), []
-
-    def slow_enroll(config, url, token, venue, direction=None):
-        release.wait(10)  # a slow upstream must not hold the screen or the scanner
-        enrolled.append(venue)
-
-    flow = ProvisioningFlow(pipeline, enroll=slow_enroll, auto=False)
-    outcome = _provisioning_outcome(pipeline, code_for("GATE-4", "exit"))
+    watch = SettingsWatch(pipeline.config)
+    flow = ProvisioningFlow(pipeline, auto=False)
+    outcome = _provisioning_outcome(pipeline, code_for("GATE-4", "exit"))  # upstream: nobody listens
     flow(outcome)  # auto=False: the sink leaves it to the screen
+    _follow(pipeline, watch)
     assert pipeline.config.device.venue_id == ""
+    started = time.monotonic()
     assert flow.confirm(outcome.credential) is None
+    assert time.monotonic() - started < 1.0  # no network in the caller's thread
+    _follow(pipeline, watch)
     assert (pipeline.config.device.venue_id, pipeline.config.device.direction) == ("GATE-4", "exit")
     assert pipeline.handle_payload(b"DEMO-HQR-0000000000B7").event == "accepted"
-    assert enrolled == []
-    release.set()
-    flow.thread.join(10)
-    assert enrolled == ["GATE-4"]
+    flow.close()
     pipeline.close()
 
 
-def test_hostile_venue_names_round_trip_and_a_torn_pending_file_is_ignored(blank_config_file, state_dir):
+@pytest.mark.parametrize("damage", [b"", b'{"upstream_url": "http://127.0.0.1:9", "tok', b"\xff\xfe", b"[]",
+                                    b'{"upstream_url": "ftp://x", "token": "t", "venue_id": "V"}'])
+def test_a_torn_or_empty_intent_is_reported_never_used(blank_config_file, state_dir, damage, caplog):
+    pipeline = _blank_pipeline(blank_config_file)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / INTENT_FILE).write_bytes(damage)
+    with pytest.raises(IntentDamaged):
+        load_intent(state_dir)
+    flow = ProvisioningFlow(pipeline)
+    assert flow.thread is None
+    assert any("saved enrollment is" in r.getMessage() for r in caplog.records)
+    save_overrides(state_dir, {"device": {"venue_id": "V-1"}})
+    Store.open(state_dir).close()
+    attention = gather(load_config(blank_config_file), clock_synced=True).attention
+    assert any("the saved enrollment is" in a and "provision this kiosk again" in a for a in attention), attention
+    pipeline.close()
+
+
+def test_hostile_venue_names_round_trip(blank_config_file, state_dir):
     pipeline = _blank_pipeline(blank_config_file)
     name = 'Chợ "Lớn" \\ [device] = x'
-    outcome = _provisioning_outcome(pipeline, code_for("CHO-LON-8", name=name))
-    applied = apply_provisioning(pipeline.config, outcome.credential, lambda *a, **k: None)
-    assert applied.enrolled
+    flow = ProvisioningFlow(pipeline, auto=False)
+    assert flow.confirm(_provisioning_outcome(pipeline, code_for("CHO-LON-8", name=name)).credential) is None
+    flow.close()
     assert load_config(blank_config_file).device.venue_name == name
-    (state_dir / PENDING_FILE).write_text('{"upstream_url": "http://127.0.0.1:9", "tok')  # power cut mid-write
-    assert load_pending(state_dir) is None
-    flow = ProvisioningFlow(pipeline, enroll=lambda *a, **k: None)
-    assert flow.thread is None
     pipeline.close()
 
 
@@ -247,21 +256,20 @@ def test_the_screen_confirmation_provisions_a_new_kiosk(blank_config_file, state
 
     pygame.display.init()
     pipeline = _blank_pipeline(blank_config_file)
+    watch = SettingsWatch(pipeline.config)
     try:
-        enrolled = []
-        flow = ProvisioningFlow(pipeline, enroll=lambda config, url, token, venue, direction=None: enrolled.append(venue),
-                                auto=False)
+        flow = ProvisioningFlow(pipeline, auto=False)
         app = ScreenApp(pygame.Surface((800, 480)), pipeline.config, now=lambda: 100.0, on_provisioning=flow.confirm)
         pipeline.sinks += [flow, app.post_outcome]
         pipeline.handle_payload(code_for("GATE-9", "exit", name="Bến xe Miền Tây").encode())
         app.step([])
-        assert pipeline.config.device.venue_id == ""  # the screen asks first
+        assert load_config(blank_config_file).device.venue_id == ""  # the screen asks first
         app.step([pygame.event.Event(pygame.KEYDOWN, key=pygame.K_RETURN, unicode="\r")])
+        flow.close()
         assert app.result.title == "provisioning.applied"
+        assert (app.config.device.venue_id, app.config.device.venue_name) == ("GATE-9", "Bến xe Miền Tây")
+        _follow(pipeline, watch)
         assert (pipeline.config.device.venue_id, pipeline.config.device.direction) == ("GATE-9", "exit")
-        flow.thread.join(10)
-        assert enrolled == ["GATE-9"]
-        assert load_config(blank_config_file).device.venue_name == "Bến xe Miền Tây"
         assert pipeline.handle_payload(b"DEMO-HQR-0000000000C3").event == "accepted"
     finally:
         pipeline.close()
@@ -297,9 +305,10 @@ pattern = 'DEMO-HQR-[0-9A-F]{{12}}'
         pipeline.sinks.append(flow)
         pipeline.handle_payload(code_for("VENUE-9", token=token(upstream.db, "VENUE-9"), upstream=upstream.url).encode())
         flow.thread.join(30)
+        pipeline.config = load_config(config_file)  # as the scanner loop's settings watch would
         checkin = pipeline.handle_payload(b"DEMO-HQR-0000000000D4")
         assert checkin.event == "accepted"
-        assert Store.open(state_dir).statuses()["provisioning"]["state"] == "enrolled"
+        assert Store.open(state_dir).statuses()["enrollment"]["state"] == "enrolled"
         pipeline.close()
         sent = run_kiosk("--config", str(config_file), "sync", "--once")
         assert sent.returncode == 0, sent.stderr
@@ -309,7 +318,7 @@ pattern = 'DEMO-HQR-[0-9A-F]{{12}}'
         assert again.confirm(_provisioning_outcome(again.pipeline, code_for(
             "VENUE-9", "exit", token=token(upstream.db, "OTHER"), upstream=upstream.url)).credential) is None
         again.thread.join(30)
-        assert Store.open(state_dir).statuses()["provisioning"]["state"] == "refused"
+        assert Store.open(state_dir).statuses()["enrollment"]["state"] == "refused"
         again.pipeline.close()
     finally:
         upstream.stop()

@@ -54,10 +54,9 @@ def kiosk(fonts, config, state_dir):
     surface = pygame.Surface((800, 480))
     clock = Clock()
     status = {"snapshot": sample_snapshot(time.time_ns() // 10**6)}
-    seen = []
     app = ScreenApp(surface, config.replace(screen={"pin": "2468"}), fonts=fonts, sounds=RecordingSounds(),
-                    status=lambda: status["snapshot"], now=clock, on_config=seen.append)
-    app.test_clock, app.test_status, app.test_configs = clock, status, seen  # type: ignore[attr-defined]
+                    status=lambda: status["snapshot"], now=clock)
+    app.test_clock, app.test_status = clock, status  # type: ignore[attr-defined]
     app.step([])
     return app
 
@@ -286,7 +285,7 @@ def test_maintenance_switches_direction_and_language_and_keeps_them(kiosk, confi
     press_button(kiosk, "direction")
     press_button(kiosk, "language")
     assert kiosk.config.device.direction == "exit" and kiosk.lang == "en"
-    assert kiosk.test_configs[-1].device.direction == "exit"  # handed to the pipeline at once
+    assert kiosk.settings.config.device.direction == "exit"  # taken up from the one settings file
     reloaded = load_config(config_file)
     assert reloaded.device.direction == "exit" and reloaded.screen.language == "en"  # survives a restart
     press_button(kiosk, "sync")

@@ -12,7 +12,7 @@ from kiosk.store import CheckinRow, Store
 def test_poller_reads_statuses_and_queue_from_the_real_database(state_dir):
     store = Store.open(state_dir)
     now = time.time_ns() // 10**6
-    store.set_status("sync", "online", {"last_upload_ms": now - 5 * 60_000})
+    store.set_status("sync", "online", {"last_success_ms": now - 5 * 60_000})
     store.set_status("beacon", "advertising", {"slot": 12})
     store.set_status("nearby", "ok", {"phones": 7, "window_s": 300.0})  # as beacon/service.py writes them
     store.set_status("camera", "lost", {"error": "no camera found"})

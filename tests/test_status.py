@@ -24,17 +24,38 @@ def _status(config_file, *extra):
     return result, (json.loads(result.stdout) if "--json" in extra else None)
 
 
-def test_a_device_in_service_is_healthy(config_file, state_dir):
-    run = run_kiosk("--config", str(config_file), "run", "--headless", "--seconds", "12")
-    assert run.returncode == 0, run.stderr
+def enrolled(state_dir: Path, venue: str = "VENUE-1") -> None:
+    """An enrollment as `kiosk provision` leaves it (the uploader's key and record)."""
+    from sync.identity import Enrollment, load_or_create_key, save_enrollment
+
+    load_or_create_key(state_dir)
+    save_enrollment(state_dir, Enrollment("test-device", venue, "http://127.0.0.1:9", "", 1))
+
+
+def test_a_device_in_service_is_healthy(config_file, state_dir, tmp_path):
+    from upstream_helpers import provision, start_upstream
+
+    upstream = start_upstream(str(tmp_path / "upstream.db"))
+    try:
+        provision(config_file, upstream)
+        run = run_kiosk("--config", str(config_file), "run", "--headless", "--seconds", "12")
+        assert run.returncode == 0, run.stderr
+        sent = run_kiosk("--config", str(config_file), "sync", "--once")
+        assert sent.returncode == 0, sent.stderr
+        again = run_kiosk("--config", str(config_file), "sync", "--once")  # a later run with nothing to send
+        assert again.returncode == 0, again.stderr
+    finally:
+        upstream.stop()
     result, report = _status(config_file, "--json")
     assert result.returncode == EXIT_OK, result.stdout
     assert report["healthy"] and report["attention"] == []
+    assert report["config"].startswith(str(config_file))  # the file actually in use, not /etc/kiosk/kiosk.toml
     assert report["device"] == {"id": "test-device", "venue_id": "VENUE-1", "venue_name": "Chợ Bến Thành",
                                 "direction": "entry"}
     assert report["checkins"]["total"] >= 3 and report["checkins"]["last_age_s"] < 60
-    assert report["queue"]["unsent"] == report["checkins"]["total"]
-    assert report["queue"]["oldest_unsent_age_s"] >= report["checkins"]["last_age_s"]
+    assert report["queue"]["unsent"] == 0 and report["queue"]["acked"] == report["checkins"]["total"]
+    assert report["sync"]["last_ok_age_s"] < 60  # kept across the second run
+    assert report["enrollment"]["state"] == "enrolled"
     assert report["camera"]["state"] == "ok" and report["camera"]["backend"] == "synthetic"
     assert 5 < report["camera"]["fps"] <= 31  # configured 30 fps
     assert report["clock"]["synced"] is True
@@ -43,6 +64,7 @@ def test_a_device_in_service_is_healthy(config_file, state_dir):
     text, _ = _status(config_file)
     assert text.returncode == EXIT_OK
     assert "VENUE-1" in text.stdout and "OK: nothing needs attention" in text.stdout
+    assert f"config {config_file}" in text.stdout
 
 
 def test_status_does_not_change_the_database(config_file, state_dir):
@@ -85,6 +107,7 @@ def test_each_problem_is_named(config, state_dir):
     now = time.time_ns() // 1_000_000
     store = Store.open(state_dir)
     store.set_status("camera", "ok", {"backend": "picamera2", "fps": 14.9})
+    enrolled(state_dir)
     assert gather(config, clock_synced=True).attention == []
 
     _insert(store, now - 2 * DAY_MS)
@@ -116,6 +139,7 @@ def test_beacon_slot_and_last_sync_are_shown(config, state_dir):
     store.set_status("beacon", "advertising", {"slot": 4711})
     store.set_status("sync", "online", {"last_success_ms": now - 30_000})
     store.close()
+    enrolled(state_dir)
     report = gather(config, clock_synced=True)
     assert report.exit_code == EXIT_OK
     assert report.facts["beacon"]["slot"] == 4711 and report.facts["beacon"]["state"] == "advertising"
@@ -154,3 +178,25 @@ def test_a_garbage_database_is_reported_and_left_alone(config_file, state_dir):
     assert report["store"]["state"] == "unreadable"
     assert any(a.startswith("state database unreadable") for a in report["attention"])
     assert (state_dir / DB_NAME).read_bytes() == garbage  # status never repairs or sets aside
+
+
+def test_the_last_successful_upload_survives_an_uploader_restart(config, state_dir):
+    """A new `kiosk sync` run must not report "last success never" over an upload made minutes ago."""
+    import threading
+
+    from sync.client import Uploader
+
+    enrolled(state_dir)
+    store = Store.open(state_dir)
+    then = time.time_ns() // 1_000_000 - 90_000
+    store.set_status("sync", "online", {"last_success_ms": then})
+    store.close()
+    stopped = threading.Event()
+    stopped.set()  # the new run stops at once: only its start-up and final reports happen
+    uploader = Uploader(config)
+    try:
+        uploader.run(stopped)
+    finally:
+        uploader.close()
+    report = gather(config, clock_synced=True)
+    assert 89 <= report.facts["sync"]["last_ok_age_s"] < 150

@@ -184,7 +184,9 @@ def test_not_enrolled_revoked_and_second_instance(tmp_path, upstream):
     assert result.returncode == 1
     counts, _, status = outbox(config)
     assert counts["pending"] == 3 and counts["dead"] == 0  # not the rows' fault: kept for when it is sorted out
-    assert status["state"] == "error" and "device-revoked" in status["detail"]["last_error"]
+    assert status["state"] == "revoked" and "device-revoked" in status["detail"]["last_error"]
+    report = run_kiosk("--config", str(config), "status")
+    assert report.returncode == 1 and "ATTENTION: sync: this kiosk was revoked by the health authority" in report.stdout
 
 
 def test_plain_http_only_to_loopback(tmp_path, upstream):
@@ -237,9 +239,9 @@ def test_tls_is_always_verified_against_the_configured_ca(tmp_path):
         config = write_device_config(tmp_path / "kiosk.toml", tmp_path / "state", **FAST)
         args = ["--config", str(config), "provision", "--upstream", server.url, "--venue", "VENUE-1"]
         untrusted = run_kiosk(*args, "--token", token(db), "--ca-bundle", str(tmp_path / "other-ca.pem"))
-        assert untrusted.returncode == 1 and "TLS verification failed" in untrusted.stderr
+        assert untrusted.returncode == 75 and "TLS verification failed" in untrusted.stderr  # saved, retried
         system_cas = run_kiosk(*args, "--token", token(db))
-        assert system_cas.returncode == 1 and "TLS verification failed" in system_cas.stderr
+        assert system_cas.returncode == 75 and "TLS verification failed" in system_cas.stderr
         trusted = run_kiosk(*args, "--token", token(db), "--ca-bundle", str(tmp_path / "ca.pem"))
         assert trusted.returncode == 0, trusted.stderr
         ids = seed(config, 20)
@@ -300,23 +302,21 @@ def _wait(predicate, timeout):  # noqa: ANN001
 
 
 def test_enrollment_says_unreachable_when_the_upstream_is_in_trouble(tmp_path, upstream):
-    """5xx or no answer is "unreachable" (the provisioning flow retries); a refusal carries its reason."""
-    from sync.enroll import EnrollError, provision as enroll
+    """5xx or no answer keeps the enrollment saved for later (PENDING); a refusal drops it, with its reason."""
+    from sync.enroll import INTENT_FILE, provision as enroll
 
     config = load_config(write_device_config(tmp_path / "kiosk.toml", tmp_path / "state", **FAST))
     proxy = FaultProxy(int(upstream.url.rsplit(":", 1)[1]), {"http503": 0.999}).start()
     try:
-        with pytest.raises(EnrollError) as err:
-            enroll(config, proxy.url, token(upstream.db), "VENUE-1")
-        assert err.value.reason == "unreachable"
+        assert enroll(config, proxy.url, token(upstream.db), "VENUE-1")[0] == "pending"
     finally:
         proxy.stop()
-    with pytest.raises(EnrollError) as err:
-        enroll(config, "http://127.0.0.1:9", token(upstream.db), "VENUE-1")  # nothing listens on port 9
-    assert err.value.reason == "unreachable"
-    with pytest.raises(EnrollError) as err:
-        enroll(config, upstream.url, "kt_not-issued-here", "VENUE-1")
-    assert err.value.reason == "bad-token"
+    assert (tmp_path / "state" / INTENT_FILE).exists()
+    state, why = enroll(config, "http://127.0.0.1:9", token(upstream.db), "VENUE-1")  # nothing listens on port 9
+    assert state == "pending" and "ConnectionError" in why
+    state, why = enroll(config, upstream.url, "kt_not-issued-here", "VENUE-1")
+    assert state == "refused" and why.startswith("bad-token")
+    assert not (tmp_path / "state" / INTENT_FILE).exists()
     assert not (tmp_path / "state" / "sync-enrollment.json").exists()
-    enroll(config, upstream.url, token(upstream.db), "VENUE-1")
+    assert enroll(config, upstream.url, token(upstream.db), "VENUE-1") == ("enrolled", "")
     assert (tmp_path / "state" / "sync-enrollment.json").exists()

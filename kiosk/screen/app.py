@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pygame
 
-from kiosk.config import Config, ConfigError, save_overrides
+from kiosk.config import Config, ConfigError, SettingsWatch, save_overrides
 from kiosk.credentials import Credential
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, Outcome
 from kiosk.screen import render
@@ -32,8 +32,7 @@ from kiosk.screen.fonts import Fonts
 from kiosk.screen.layout import Layout
 from kiosk.screen.maintenance import LONG_PRESS_S, Maintenance
 from kiosk.screen.sounds import Sounds
-from kiosk.screen.states import (CAMERA_LOST, CLOCK_BANNER, NOT_PROVISIONED_BANNER, STORAGE_BANNER, View,
-                                 view_for_outcome)
+from kiosk.screen.states import CAMERA_LOST, CLOCK_BANNER, OUT_OF_SERVICE, STORAGE_BANNER, View, view_for_outcome
 from kiosk.screen.statusbar import StatusSnapshot, bar_items, draw_bar
 from kiosk.screen.text import clean
 
@@ -42,6 +41,7 @@ log = logging.getLogger("kiosk.screen")
 SYNC_WAKE_FILE = "sync-now"  # touched by "Sync now"; the uploader may watch it to upload at once
 VISITOR_LANGUAGE_S = 60.0     # a visitor's language choice lasts this long after their last action
 PROVISIONING_TIMEOUT_S = 120.0
+SETTINGS_LOOK_S = 0.25        # how often the screen looks whether the settings file changed (one stat)
 
 ProvisioningHook = Callable[[Credential], "str | None"]  # returns an error to show, or None when applied
 TypedHook = Callable[[str, str, str], None]  # (number, birth year, source): queue the check-in, never block
@@ -55,8 +55,7 @@ class ScreenApp:
                  sounds: Sounds | None = None, status: Callable[[], StatusSnapshot] | None = None,
                  now: Callable[[], float] = time.monotonic,
                  wall_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
-                 on_provisioning: ProvisioningHook | None = None,
-                 on_config: Callable[[Config], None] | None = None, on_typed: TypedHook | None = None,
+                 on_provisioning: ProvisioningHook | None = None, on_typed: TypedHook | None = None,
                  on_companion: CompanionHook | None = None):
         self.surface = surface
         self.layout = Layout.for_size(*surface.get_size())
@@ -65,7 +64,8 @@ class ScreenApp:
         self.sounds = sounds or Sounds(enabled=False)
         self.status = status or (lambda: StatusSnapshot())
         self.now, self.wall_ms = now, wall_ms
-        self.on_provisioning, self.on_config = on_provisioning, on_config
+        self.on_provisioning = on_provisioning
+        self.settings = SettingsWatch(config)  # settings saved by anyone reach the screen here
         self.on_typed, self.on_companion = on_typed, on_companion
         self.lang = config.screen.language
         self._lang_until: float | None = None
@@ -96,7 +96,9 @@ class ScreenApp:
         self._drawn_progress = -1
         self._preview_rect: pygame.Rect | None = None
         self._was_camera_lost = False
+        self._was_out_of_service = False
         self._clock_warned = False
+        self._next_settings_look = 0.0
 
     # ---- inputs from the scanner thread (never block) ----------------------------------------
     def post_outcome(self, outcome: Outcome) -> None:
@@ -121,19 +123,27 @@ class ScreenApp:
 
     # ---- services for the maintenance screen -------------------------------------------------
     def apply_settings(self, changes: dict[str, dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-        """Save device-made settings in the state directory and use them at once."""
+        """Save device-made settings through their one owner; the screen, the scanner and the other
+        services each take them up from there (never from a copy held here)."""
         try:
             save_overrides(self.config.state_dir, changes)
-            self.config = self.config.replace(**changes)
         except (ConfigError, OSError) as exc:
             log.error("screen: cannot save settings: %s", exc)
             return "maintenance.save_failed", {"error": clean(str(exc))[:80]}
-        self.lang = self.config.screen.language
-        if self.on_config is not None:
-            self.on_config(self.config)
+        self.follow_settings()
         log.info("screen: settings changed on the maintenance screen: %s",
                  ", ".join(f"{s}.{k}={v}" for s, values in changes.items() for k, v in values.items()))
         return "maintenance.saved", {}
+
+    def follow_settings(self) -> None:
+        """Take up settings saved since the last look (by this screen, the provisioning flow, another process)."""
+        fresh = self.settings.poll()
+        if fresh is None:
+            return
+        language_changed = fresh.screen.language != self.config.screen.language
+        self.config = fresh
+        if language_changed or self._lang_until is None:
+            self.lang, self._lang_until = fresh.screen.language, None
 
     def request_sync(self) -> bool:
         """Ask the uploader for an immediate upload by touching ``<state dir>/sync-now``."""
@@ -158,6 +168,9 @@ class ScreenApp:
     def step(self, events: list[pygame.event.Event] = ()) -> list[pygame.Rect]:  # type: ignore[assignment]
         """Handle input and news, draw what changed; returns the rectangles to send to the display."""
         now = self.now()
+        if now >= self._next_settings_look:
+            self._next_settings_look = now + SETTINGS_LOOK_S
+            self.follow_settings()
         for event in events:
             self._handle_event(event, now)
         self._check_long_press(now)
@@ -211,6 +224,13 @@ class ScreenApp:
             return "provisioning", self.provisioning
         if self.result is not None:
             return "result", self.result
+        out_of_service = self.out_of_service(snapshot) is not None
+        if out_of_service != self._was_out_of_service:
+            self._was_out_of_service = out_of_service
+            if out_of_service:
+                self.sounds.play("out-of-service")
+        if out_of_service:
+            return "out-of-service", OUT_OF_SERVICE
         camera_lost = snapshot.camera_lost
         if camera_lost != self._was_camera_lost:
             self._was_camera_lost = camera_lost
@@ -224,14 +244,22 @@ class ScreenApp:
     def _banner(self, snapshot: StatusSnapshot) -> View | None:
         if self.storage_failed or snapshot.storage_low:
             return STORAGE_BANNER
-        if not self.config.device.venue_id:
-            return NOT_PROVISIONED_BANNER
         if not snapshot.clock_synced:
             if not self._clock_warned:
                 self._clock_warned = True
                 self.sounds.play("clock-unset")
             return CLOCK_BANNER
         self._clock_warned = False
+        return None
+
+    def out_of_service(self, snapshot: StatusSnapshot) -> str | None:
+        """Why this kiosk cannot record a check-in now (a key of OUT_OF_SERVICE_REASONS), or None."""
+        if not self.config.device.venue_id:
+            return "not-provisioned"
+        if not self.config.privacy.authority_public_key:
+            return "no-authority-key"
+        if snapshot.storage_writable is False:
+            return "storage-read-only"
         return None
 
     def _draw_scene(self, scene: str, view: View | None, snapshot: StatusSnapshot) -> None:
@@ -330,6 +358,7 @@ class ScreenApp:
                 outcome = View("error", "provisioning.failed", (("rejected.code", {"code": code}),),
                                seconds=self.config.screen.problem_seconds, code=code)
             else:
+                self.follow_settings()  # the venue shows at once in the status bar and on the maintenance page
                 outcome = View("provisioning", "provisioning.applied", seconds=self.config.screen.result_seconds)
         self.result, self._result_since = outcome, now
         self._result_until = now + (outcome.seconds or 3.0)

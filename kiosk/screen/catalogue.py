@@ -96,6 +96,8 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                            "Clock not set: check-ins are kept and their time corrected later"),
     "not-provisioned.title": ("Thiết bị chưa được cài đặt", "Device not set up"),
     "not-provisioned.detail": ("Quản lý: hãy quét mã QR cài đặt", "Manager: scan the setup QR code"),
+    "out-of-service.title": ("Tạm ngừng phục vụ", "Out of service"),
+    "out-of-service.detail": ("Vui lòng gặp nhân viên để được ghi nhận", "Please see a staff member to check in"),
     "error.title": ("Lỗi hệ thống", "System problem"),
     "error.detail": ("Vui lòng thử lại hoặc báo nhân viên", "Please try again or tell a staff member"),
     # ---- provisioning ----------------------------------------------------------------------------
@@ -128,6 +130,12 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                           "Queue: {pending} waiting, {inflight} sending, {dead} failed"),
     "maintenance.today": ("Hôm nay: {today} lượt · từ khi bật máy: {since_start}",
                           "Today: {today} check-ins · since start: {since_start}"),
+    "maintenance.out_of_service": ("Không ghi nhận được lượt vào: {reason}", "Cannot record check-ins: {reason}"),
+    "out-of-service.not-provisioned": ("chưa có địa điểm, hãy quét mã QR cài đặt", "no venue set: scan the setup QR code"),
+    "out-of-service.no-authority-key": ("thiếu khoá của cơ quan y tế (privacy.authority_public_key)",
+                                        "the health authority's key is missing (privacy.authority_public_key)"),
+    "out-of-service.storage-read-only": ("bộ nhớ không ghi được (kiểm tra thẻ nhớ)",
+                                         "storage cannot be written (check the SD card)"),
     "maintenance.errors": ("Lỗi gần đây", "Recent errors"),
     "maintenance.no_errors": ("Không có", "None"),
     "maintenance.direction": ("Hướng: {value}", "Direction: {value}"),
@@ -185,7 +193,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
 }
 
 # A representative value for every parameter, so every string can be rendered in tests.
-SAMPLE_PARAMS = {"time": "14:05", "code": "revoked", "value": "Chợ Bến Thành", "error": "lỗi ghi đĩa",
+SAMPLE_PARAMS = {"reason": "chưa có địa điểm", "time": "14:05", "code": "revoked", "value": "Chợ Bến Thành", "error": "lỗi ghi đĩa",
                  "seconds": 60, "mb": 1024, "pending": 3, "inflight": 1, "dead": 0, "frames": 120,
                  "fps": "15.0", "age": "5 phút", "n": 12, "today": 148, "since_start": 37}
 

@@ -197,6 +197,10 @@ def _draw(name: str, pen: _Pen) -> None:
     elif name == "power":  # the power symbol: the kiosk is starting
         pen.arc(0.5, 0.55, 0.36, 120, 420, ink, 0.1)
         pen.line([(0.5, 0.08), (0.5, 0.5)], ink, 0.1)
+    elif name == "staff":  # a person: "see a staff member"
+        pen.circle(0.5, 0.28, 0.17, ink)
+        pen.rect(0.2, 0.52, 0.6, 0.42, ink, radius=0.2)
+        pen.rect(0.44, 0.52, 0.12, 0.2, hole)
     elif name == "phone":
         pen.rect(0.27, 0.05, 0.46, 0.9, ink, radius=0.08)
         pen.rect(0.33, 0.14, 0.34, 0.62, hole)
@@ -207,7 +211,7 @@ def _draw(name: str, pen: _Pen) -> None:
 
 ICONS = ("tick", "cross", "repeat", "qr", "qr-cross", "shield-tick", "shield-cross", "hourglass", "camera-off",
          "storage", "clock", "pin", "pin-off", "warning", "gear", "cloud", "cloud-off", "beacon", "beacon-off", "phone",
-         "keypad", "power")
+         "keypad", "power", "staff")
 
 
 def icon(name: str, size: int, ink: RGB, hole: RGB) -> pygame.Surface:

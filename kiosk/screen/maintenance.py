@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pygame
 
+from kiosk.records import Component, StoreState
 from kiosk.screen import render
 from kiosk.screen import text as textbox
 from kiosk.screen.catalogue import CATALOGUE, age_text, say
@@ -234,23 +235,27 @@ class Maintenance(Panel):
     def _status_lines(self, lang: str, layout: Layout, snapshot: StatusSnapshot, now_utc_ms: int) -> list[render.Line]:
         ink, dim = LOOKS["maintenance"].ink, DIM_INK
         config = self.app.config
-        sync = _state_label(snapshot.state("sync"), lang)
+        sync = _state_label(snapshot.state(Component.SYNC), lang)
         if snapshot.last_upload_ms is not None:
             sync += " · " + say("status.sent_ago", lang, age=age_text((now_utc_ms - snapshot.last_upload_ms) / 1000, lang))
         values = [
             ("maintenance.today", {"today": _count(snapshot.checkins_today),
                                    "since_start": _count(snapshot.checkins_since_start)}),
-            ("maintenance.camera", {"value": _state_label(snapshot.state("camera"), lang)}),
-            ("maintenance.store", {"value": _state_label(snapshot.state("store") or "ok", lang)}),
+            ("maintenance.camera", {"value": _state_label(snapshot.state(Component.CAMERA), lang)}),
+            ("maintenance.store", {"value": _state_label(snapshot.state(Component.STORE) or StoreState.OK, lang)}),
             ("maintenance.disk", {"mb": "?" if snapshot.disk_free_bytes is None else snapshot.disk_free_bytes // 2**20}),
             ("maintenance.sync", {"value": sync}),
             ("maintenance.queue", {"pending": snapshot.outbox.get("pending", 0),
                                    "inflight": snapshot.outbox.get("inflight", 0), "dead": snapshot.outbox.get("dead", 0)}),
-            ("maintenance.beacon", {"value": _state_label(snapshot.state("beacon"), lang)}),
+            ("maintenance.beacon", {"value": _state_label(snapshot.state(Component.BEACON), lang)}),
             ("maintenance.clock", {"value": say("maintenance.synced" if snapshot.clock_synced else "maintenance.not_synced", lang)}),
         ]
         venue = textbox.clean(config.device.venue_name or config.device.venue_id or say("status.no_venue", lang))
         lines = [render.Line(say("maintenance.title", lang) + " · " + venue, layout.body_px, True, ink)]
+        reason = self.app.out_of_service(snapshot)
+        if reason:  # what the visitor's "out of service" screen does not say, for staff
+            lines.append(render.Line(say("maintenance.out_of_service", lang, reason=say(f"out-of-service.{reason}", lang)),
+                                     layout.small_px, True, (255, 214, 102), 2))
         lines += [render.Line(say(key, lang, **params), layout.small_px, False, ink) for key, params in values]
         lines.append(render.Line(say("maintenance.errors", lang), layout.small_px, True, ink))
         errors = self.app.recent_errors(snapshot)
@@ -307,7 +312,7 @@ class Maintenance(Panel):
         back = layout.buttons(side, 1)[0]
         render.stack(surface, fonts, pygame.Rect(side.x, side.y, side.width, back.top - side.y - layout.pad), [
             render.Line(say("maintenance.test_camera", lang), layout.body_px, True, ink, 2),
-            render.Line(say("maintenance.camera", lang, value=_state_label(snapshot.state("camera"), lang)),
+            render.Line(say("maintenance.camera", lang, value=_state_label(snapshot.state(Component.CAMERA), lang)),
                         layout.small_px, False, ink, 2),
             render.Line(say("maintenance.frames", lang, frames=frames, fps=f"{frames / seconds:.1f}"),
                         layout.small_px, False, ink, 2),

@@ -55,18 +55,9 @@ def run_with_screen(pipeline: Pipeline, stop: threading.Event, seconds: float | 
     sounds = Sounds(config.screen.sound, config.screen.volume)
     poller = StatusPoller(config.state_dir, config.clock.assume_synced).start()
 
-    def use_config(new_config) -> None:  # noqa: ANN001 - maintenance changed direction or language
-        pipeline.config = new_config
-
-    desk = CheckinDesk(config, pipeline.sinks)
-
-    def use_config_everywhere(new_config) -> None:  # noqa: ANN001
-        use_config(new_config)
-        desk.config = new_config
-
+    desk = CheckinDesk(config, pipeline.sinks)  # typed numbers and companions, off the screen's thread
     app = ScreenApp(surface, config, fonts=fonts, sounds=sounds, status=lambda: poller.latest,
-                    on_provisioning=on_provisioning, on_config=use_config_everywhere, on_typed=desk.typed,
-                    on_companion=desk.companion)
+                    on_provisioning=on_provisioning, on_typed=desk.typed, on_companion=desk.companion)
     if screenshots is not None:
         screenshots.mkdir(parents=True, exist_ok=True)
         app.on_shown.append(lambda name, image: pygame.image.save(

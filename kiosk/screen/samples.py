@@ -26,6 +26,7 @@ from kiosk.screen.statusbar import StatusSnapshot
 
 SAMPLE_NAME = "Nguyễn V. A."
 SAMPLE_CHECKIN = "0b6f7a52-9d1c-4e3b-a0f4-7c2e8d915a10"
+SAMPLE_AUTHORITY_KEY = "a2lvc2stc2NyZWVuc2hvdC1zYW1wbGUta2V5LTMyYiE="  # 32 bytes; a kiosk in service has one
 
 
 def sample_config(lang: str, state_dir: Path) -> Config:
@@ -34,13 +35,14 @@ def sample_config(lang: str, state_dir: Path) -> Config:
                 "state_dir": str(state_dir)},
         screen={"language": lang, "pin": "2468"},
         clock={"assume_synced": True},
+        privacy={"authority_public_key": SAMPLE_AUTHORITY_KEY},
     )
 
 
 def sample_snapshot(now_ms: int, **changes: object) -> StatusSnapshot:
     snapshot = StatusSnapshot(
         statuses={"camera": {"state": "ok", "detail": {"backend": "picamera2"}, "updated_ms": now_ms},
-                  "sync": {"state": "online", "detail": {"last_upload_ms": now_ms - 4 * 60_000}, "updated_ms": now_ms},
+                  "sync": {"state": "online", "detail": {"last_success_ms": now_ms - 4 * 60_000}, "updated_ms": now_ms},
                   "beacon": {"state": "advertising", "detail": {"slot": 57}, "updated_ms": now_ms},
                   "nearby": {"state": "ok", "detail": {"phones": 12, "window_s": 300.0}, "updated_ms": now_ms}},
         outbox={"pending": 3, "inflight": 0, "acked": 1520, "dead": 0},
@@ -91,7 +93,10 @@ def staged_app(state: str, surface: pygame.Surface, lang: str, state_dir: Path, 
     if state == "clock-unset":
         changes["clock_synced"] = False
     snapshot = sample_snapshot(now_ms, **changes)
-    app = ScreenApp(surface, sample_config(lang, state_dir), fonts=fonts, sounds=Sounds(enabled=False),
+    config = sample_config(lang, state_dir)
+    if state == "out-of-service":  # a kiosk that cannot record: here, one never provisioned
+        config = config.replace(device={"venue_id": "", "venue_name": ""})
+    app = ScreenApp(surface, config, fonts=fonts, sounds=Sounds(enabled=False),
                     status=lambda: snapshot, now=clock or time.monotonic)
     if state != "camera-lost":
         app.post_frame(sample_frame())

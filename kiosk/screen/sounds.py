@@ -34,6 +34,7 @@ PATTERNS: dict[str, list[tuple[float, int, int, str]]] = {
     "maintenance": [(2000, 18, 0, "sine")],                                 # a key click
     "manual-entry": [(1500, 30, 30, "sine"), (2000, 18, 0, "sine")],        # the keypad opens
     "starting": [(660, 60, 0, "sine")],                                     # never played: silence at start-up
+    "out-of-service": [(330, 220, 90, "sine"), (262, 320, 0, "sine")],      # two low notes: see staff
 }
 
 

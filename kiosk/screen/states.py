@@ -27,7 +27,7 @@ DARK: RGB = (20, 20, 20)
 # The states `kiosk screenshot --state` accepts, in the order the docs list them.
 SCREENSHOT_STATES = ("ready", "accepted", "duplicate", "unrecognized", "certificate-valid", "expired", "untrusted",
                      "camera-lost", "storage-full", "clock-unset", "provisioning", "maintenance", "manual-entry",
-                     "companion", "starting")
+                     "companion", "starting", "out-of-service")
 # screenshot names that show another state's look: a companion's check-in is an accepted one
 SCREENSHOT_LOOK = {"companion": "accepted"}
 
@@ -70,6 +70,7 @@ LOOKS: dict[str, Look] = {
     "storage-full": Look((191, 54, 12), WHITE, "storage"),
     "clock-unset": Look((255, 200, 40), DARK, "clock"),
     "not-provisioned": Look((93, 64, 55), WHITE, "pin-off"),
+    "out-of-service": Look((55, 71, 79), WHITE, "staff"),
     "error": Look((66, 66, 66), WHITE, "warning"),
     "provisioning": Look((40, 53, 147), WHITE, "pin"),
     "maintenance": Look((38, 50, 56), WHITE, "gear"),
@@ -190,4 +191,6 @@ STARTING = View("starting", "starting.title", (("starting.detail", {}),))
 # banners: a lasting problem shown under the ready screen, which still scans
 STORAGE_BANNER = View("storage-full", "storage-full.banner")
 CLOCK_BANNER = View("clock-unset", "clock-unset.banner")
-NOT_PROVISIONED_BANNER = View("not-provisioned", "not-provisioned.detail")
+# the kiosk cannot record check-ins: addressed to the visitor; the reason is on the maintenance page
+OUT_OF_SERVICE = View("out-of-service", "out-of-service.title", (("out-of-service.detail", {}),))
+OUT_OF_SERVICE_REASONS = ("not-provisioned", "no-authority-key", "storage-read-only")

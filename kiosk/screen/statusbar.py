@@ -3,11 +3,9 @@
 The database is read by a background thread about once a second into a single "latest snapshot"
 slot; drawing only ever reads that slot, so a slow disk or a locked database never stalls a frame.
 
-What the screen reads from the ``status`` table (other services write it with ``Store.set_status``):
-``camera`` state ``lost`` or ``stalled`` = camera problem (docs/scanner.md); ``sync`` state (``online``/``ok``/``idle``/``uploading``
-count as online) with ``detail.last_upload_ms`` (or ``last_success_ms``); ``beacon`` state
-(``advertising`` = on); the ``nearby`` component (state ``ok``, ``detail.phones``) when the beacon
-counts nearby phones. Queue depth comes from ``outbox_counts()``.
+What the screen reads: the component records of the status contract (kiosk/records.py), with
+the readings defined there (``SYNC_UPLOADING``, ``BEACON_ON``, ``CAMERA_DOWN``); queue depth comes
+from ``outbox_counts()``.
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ from typing import Any
 
 import pygame
 
+from kiosk.records import BEACON_ON, CAMERA_DOWN, SYNC_UPLOADING, Component, NearbyState
 from kiosk.screen.catalogue import age_text, say
 from kiosk.screen.fonts import Fonts
 from kiosk.screen.icons import draw_icon
@@ -31,9 +30,6 @@ from kiosk.screen.states import LOCAL_ZONE, local_time
 
 log = logging.getLogger("kiosk.screen")
 
-ONLINE_STATES = {"online", "ok", "idle", "uploading", "synced", "connected"}
-BEACON_ON_STATES = {"advertising", "on", "ok"}
-HEALTHY_STATES = ONLINE_STATES | BEACON_ON_STATES | {"recovered"}
 COUNT_INTERVAL_S = 10.0  # the day's count is refreshed this often (it scans the day's rows)
 MIN_FREE_BYTES = 8 * 2**20  # below this SQLite will soon fail to commit: warn before it does
 
@@ -50,6 +46,7 @@ class StatusSnapshot:
     outbox: dict[str, int] = field(default_factory=dict)
     disk_free_bytes: int | None = None
     clock_synced: bool = True
+    storage_writable: bool | None = None  # None: not looked at
     problem: str = ""  # reading the database failed (shown on the maintenance screen)
     taken_utc_ms: int = 0
     checkins_today: int | None = None        # since local midnight, companions included
@@ -66,7 +63,7 @@ class StatusSnapshot:
 
     @property
     def camera_lost(self) -> bool:
-        return self.state("camera") in ("lost", "stalled")
+        return self.state(Component.CAMERA) in CAMERA_DOWN
 
     @property
     def queue_depth(self) -> int:
@@ -74,29 +71,23 @@ class StatusSnapshot:
 
     @property
     def sync_online(self) -> bool | None:
-        state = self.state("sync")
-        return None if state is None else state in ONLINE_STATES
+        state = self.state(Component.SYNC)
+        return None if state is None else state in SYNC_UPLOADING
 
     @property
     def last_upload_ms(self) -> int | None:
-        detail = self.detail("sync")
-        for key in ("last_upload_ms", "last_success_ms", "last_ok_ms"):
-            if isinstance(detail.get(key), (int, float)):
-                return int(detail[key])
-        return None
+        last = self.detail(Component.SYNC).get("last_success_ms")
+        return int(last) if isinstance(last, (int, float)) else None
 
     @property
     def beacon_on(self) -> bool | None:
-        state = self.state("beacon")
-        return None if state is None else state in BEACON_ON_STATES
+        state = self.state(Component.BEACON)
+        return None if state is None else state in BEACON_ON
 
     @property
     def nearby_phones(self) -> int | None:
-        nearby = self.detail("nearby") if self.state("nearby") == "ok" else {}  # beacon/service.py writes this
-        for value in (nearby.get("phones"), nearby.get("count"), self.detail("beacon").get("nearby_phones")):
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-                return int(value)
-        return None
+        phones = self.detail(Component.NEARBY).get("phones") if self.state(Component.NEARBY) == NearbyState.OK else None
+        return phones if isinstance(phones, int) and not isinstance(phones, bool) and phones >= 0 else None
 
     @property
     def storage_low(self) -> bool:
@@ -105,12 +96,10 @@ class StatusSnapshot:
     def errors(self) -> list[tuple[str, str]]:
         """(component, message) for every component that reports a problem."""
         found = [("status", self.problem)] if self.problem else []
-        for component, entry in sorted(self.statuses.items()):
-            detail = self.detail(component)
-            if entry.get("state") not in HEALTHY_STATES and detail.get("error"):
-                found.append((component, str(detail["error"])))
-            elif entry.get("state") == "recovered" and detail.get("error"):
-                found.append((component, str(detail["error"])))
+        for component in sorted(self.statuses):  # an error detail is written only while it is true
+            error = self.detail(component).get("error") or self.detail(component).get("last_error")
+            if error and not (component == Component.SYNC and self.sync_online):
+                found.append((component, str(error)))
         return found
 
 
@@ -121,11 +110,12 @@ def read_snapshot(store: Any, state_dir: Path, assume_synced: bool,
     try:
         stat = os.statvfs(state_dir)
         free: int | None = stat.f_bavail * stat.f_frsize
+        writable: bool | None = not stat.f_flag & os.ST_RDONLY and os.access(state_dir, os.W_OK)
     except OSError:
-        free = None
-    now_ms = time.time_ns() // 10**6
+        free = writable = None
     return StatusSnapshot(statuses=store.statuses(), outbox=store.outbox_counts(), disk_free_bytes=free,
-                          clock_synced=assume_synced or kernel_clock_synced(), taken_utc_ms=now_ms,
+                          storage_writable=writable,
+                          clock_synced=assume_synced or kernel_clock_synced(), taken_utc_ms=time.time_ns() // 10**6,
                           checkins_today=counts[0], checkins_since_start=counts[1])
 
 
@@ -165,6 +155,7 @@ class StatusPoller:
             log.warning("screen: cannot read the state database: %s", exc)
             self.latest = StatusSnapshot(statuses=self.latest.statuses, outbox=self.latest.outbox,
                                          disk_free_bytes=self.latest.disk_free_bytes,
+                                         storage_writable=self.latest.storage_writable,
                                          clock_synced=self.latest.clock_synced, problem=str(exc)[:200],
                                          taken_utc_ms=time.time_ns() // 10**6)
             self._close()
