@@ -144,7 +144,7 @@ def _enrollment(config: Config, records: dict, f: dict[str, Any], need: list[str
                     "ask the health authority for a new provisioning code")
     elif state == EnrollmentState.PENDING and record is not None and record.get("error"):
         need.append(f"{problem}; last attempt: {record.get('error')}")
-    elif problem:
+    elif problem and problem not in need:  # a damaged file is already named by state_file_problems
         need.append(problem)
 
 

@@ -30,7 +30,8 @@ from kiosk.lifecycle import backoff_delays
 from kiosk.privacy import write_private_file
 from kiosk.records import Component, EnrollmentState
 from sync import protocol as p
-from sync.identity import ENROLLMENT_FILE, Enrollment, load_enrollment, load_or_create_key, save_enrollment
+from kiosk.statefiles import DamagedStateFile
+from sync.identity import Enrollment, load_enrollment, load_or_create_key, save_enrollment
 
 log = logging.getLogger("kiosk.sync")
 
@@ -101,10 +102,11 @@ def enrollment_problem(config: Config) -> tuple[EnrollmentState | None, str]:
     if intent is not None:
         return EnrollmentState.PENDING, f"enrollment with {intent.upstream_url} for venue {intent.venue_id} is saved " \
                                         "and not completed yet (retried while the uploader runs)"
-    enrollment = load_enrollment(state_dir)
+    try:
+        enrollment = load_enrollment(state_dir)
+    except DamagedStateFile as exc:  # kept as it is, never replaced (kiosk/statefiles.py)
+        return EnrollmentState.DAMAGED, str(exc)
     if enrollment is None:
-        if (state_dir / ENROLLMENT_FILE).exists():
-            return EnrollmentState.DAMAGED, f"{state_dir / ENROLLMENT_FILE} cannot be read: provision this kiosk again"
         return None, "not enrolled with an upstream: nothing will upload (scan a provisioning code or run `kiosk provision`)"
     if config.device.venue_id and enrollment.venue_id != config.device.venue_id:
         return None, (f"enrolled for venue {enrollment.venue_id} but set to venue {config.device.venue_id}: "

@@ -436,7 +436,6 @@ def test_a_damaged_enrollment_file_is_attention_and_nothing_uploads_as_someone_e
     save_overrides(state_dir, {"device": {"venue_id": "GATE-8"}})
     (state_dir / "sync-enrollment.json").write_bytes(damage)
     code, report = status(config_file)
-    assert code == 1 and any("sync-enrollment.json cannot be read: provision this kiosk again" in a
-                             for a in report["attention"]), report["attention"]
-    result = run_kiosk("--config", str(config_file), "sync", "--once")
-    assert result.returncode == 2 and "kiosk provision" in result.stderr and "Traceback" not in result.stderr
+    assert code == 1 and any("sync-enrollment.json is damaged" in a for a in report["attention"]), report["attention"]
+    result = run_kiosk("--config", str(config_file), "sync", "--once")  # kiosk/statefiles.py: exit 3, the file named
+    assert result.returncode == 3 and "sync-enrollment.json" in result.stderr and "Traceback" not in result.stderr

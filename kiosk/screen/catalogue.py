@@ -132,7 +132,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
                           "Today: {today} check-ins · since start: {since_start}"),
     "maintenance.out_of_service": ("Không ghi nhận được lượt vào: {reason}", "Cannot record check-ins: {reason}"),
     "out-of-service.not-provisioned": ("chưa có địa điểm, hãy quét mã QR cài đặt", "no venue set: scan the setup QR code"),
-    "out-of-service.no-authority-key": ("thiếu khoá của cơ quan y tế (privacy.authority_public_key)",
+    "out-of-service.no-authority-key": ("thiếu khóa của cơ quan y tế (privacy.authority_public_key)",
                                         "the health authority's key is missing (privacy.authority_public_key)"),
     "out-of-service.storage-read-only": ("bộ nhớ không ghi được (kiểm tra thẻ nhớ)",
                                          "storage cannot be written (check the SD card)"),
