@@ -31,7 +31,9 @@ UNIT_DIR=/etc/systemd/system
 WRAPPER=/usr/local/bin/kiosk
 USER_NAME=kiosk
 GROUPS_WANTED="video render input audio"
-APT_PACKAGES="python3-venv python3-pip python3-picamera2 libzbar0 bluez fonts-dejavu-core"
+# python3-pygame: pygame's own wheels bundle an SDL without the kmsdrm video driver ("kmsdrm not
+# available" on a Pi without a desktop); Debian's uses the system SDL, which has it, and the venv sees it.
+APT_PACKAGES="python3-venv python3-pip python3-picamera2 python3-pygame libzbar0 bluez fonts-dejavu-core"
 KIOSK_UNITS="kiosk.target kiosk-scanner.service kiosk-sync.service kiosk-beacon.service"
 SERVER_UNITS="kiosk-upstream.service"
 SOURCE_PARTS="setup.py setup.cfg kiosk scanner beacon sync systemd docs"

@@ -20,11 +20,12 @@ from pathlib import Path
 SUITE = "bookworm"
 # What a Raspberry Pi OS Lite system has that the appliance needs, on plain Debian 12 (DESIGN.md 6b):
 # systemd and udev; the kernel (hci_vhci, vivid, virtio-gpu); BlueZ and its emulator tools;
-# Python with venv/pip; zbar and a font; glib for bluepy's helper; Mesa's GBM/EGL for SDL's kmsdrm.
+# Python with venv/pip; zbar and a font; glib for bluepy's helper; Mesa's GBM/EGL for SDL's kmsdrm;
+# Debian's pygame (its SDL has kmsdrm). The guest has no network: install.sh's apt packages are here.
 PACKAGES = [
     "systemd-sysv", "linux-image-amd64", "udev", "kmod", "dbus", "bluez", "bluez-test-tools", "v4l-utils",
     "python3", "python3-venv", "python3-pip", "libzbar0", "fonts-dejavu-core", "libglib2.0-0", "sqlite3",
-    "libgbm1", "libegl1", "libgles2", "libgl1-mesa-dri", "libegl-mesa0", "procps",
+    "libgbm1", "libegl1", "libgles2", "libgl1-mesa-dri", "libegl-mesa0", "procps", "python3-pygame",
 ]
 HERE = Path(__file__).resolve().parent
 OVERLAY = HERE / "overlay"  # files added to the image: the VM's "hardware" units and the check agent

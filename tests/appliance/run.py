@@ -50,7 +50,8 @@ class Vm:
         self.ctl_path = work / f"ctl-{number}.sock"
         self.qmp_path = work / f"qmp-{number}.sock"
         append = f"root=/dev/vda rw console=ttyS0 kiosk.phase={phase}"
-        cmd = ["qemu-system-x86_64", "-accel", accel, "-m", "1536", "-smp", "2",
+        # -cpu max: the wheels (numpy's) use instructions qemu's default CPU model lacks (SIGILL).
+        cmd = ["qemu-system-x86_64", "-accel", accel, "-cpu", "max", "-m", "1536", "-smp", "2",
                "-kernel", str(images / "vmlinuz"), "-initrd", str(images / "initrd.img"), "-append", append,
                "-drive", f"file={disk},if=virtio,format=qcow2",
                "-drive", f"file={payload},if=virtio,format=raw,readonly=on",
@@ -272,7 +273,8 @@ def make_payload(work: Path, logs: Path) -> Path:
     (root / "config/kiosk.toml").write_text((GUEST / "kiosk.toml").read_text() + "\n" + out)
     payload = work / "payload.img"
     size_mb = 256 + sum(f.stat().st_size for f in root.rglob("*") if f.is_file()) * 2 // 2**20
-    subprocess.run(["mkfs.ext4", "-q", "-L", "payload", "-d", str(root), str(payload), f"{size_mb}M"], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-L", "payload", "-d", str(root), str(payload), f"{size_mb}M"], check=True,
+                   stdout=subprocess.DEVNULL)
     return payload
 
 

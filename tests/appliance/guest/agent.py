@@ -101,7 +101,7 @@ def wait_for(what: str, predicate, timeout: float, every: float = 1.0):  # noqa:
         if result:
             return result
         time.sleep(every)
-    raise Failed(f"{what}: not within {timeout:.0f} s (last: {str(last)[:300]})")
+    raise Failed(f"{what}: not within {timeout:.0f} s (last: {str(last)[:900]})")
 
 
 def status() -> dict:
@@ -112,8 +112,25 @@ def status() -> dict:
         raise Failed(f"kiosk status --json printed no JSON: {out[-300:]!r}") from None
 
 
+def component(name: str) -> dict:
+    """A service's own report in the status table (cheaper than `kiosk status` under emulation)."""
+    try:
+        with sqlite3.connect(f"file:{DB}?mode=ro", uri=True, timeout=10) as db:
+            row = db.execute("SELECT state, detail FROM status WHERE component = ?", [name]).fetchone()
+    except sqlite3.Error as exc:
+        raise Failed(f"status table: {exc}") from None
+    return {"state": row[0], **json.loads(row[1] or "{}")} if row else {}
+
+
 def all_active() -> bool:
-    return all(show(s, "ActiveState")["ActiveState"] == "active" for s in SERVICES)
+    states = {s: show(s, "ActiveState", "SubState", "NRestarts") for s in SERVICES}
+    down = {s: p for s, p in states.items() if p["ActiveState"] != "active"}
+    if down:  # why, in the words of the service's own last log lines
+        raise Failed("; ".join(f"{s} {p['ActiveState']}/{p['SubState']} after {p['NRestarts']} restarts: "
+                               + " | ".join(sh("journalctl", "-u", s, "-n", "3", "--no-pager", "-o", "cat",
+                                               check=False).strip().splitlines()[-3:])[-300:]
+                               for s, p in down.items()))
+    return True
 
 
 # ---- checks --------------------------------------------------------------------------------------
@@ -213,7 +230,7 @@ def beacon_id() -> str:
 
 
 def check_beacon_hci() -> dict:
-    wait_for("beacon advertising", lambda: status().get("beacon", {}).get("state") == "advertising", 180, every=3)
+    wait_for("beacon advertising", lambda: component("beacon").get("state") == "advertising", 180, every=3)
     before = beacon_id()
     heard = json.loads(sh(VENV_PY, BT_HELPER, "listen", "hci1", "8", timeout=90))
     after = beacon_id()
@@ -233,7 +250,7 @@ def check_nearby() -> dict:
         started = time.monotonic()
 
         def counted():  # noqa: ANN202
-            nearby = status().get("nearby") or {}
+            nearby = component("nearby")
             return nearby if nearby.get("phones") == 2 else None
 
         nearby = wait_for("the beacon's bluepy scan to count the 2 phones", counted, 240, every=3)
@@ -245,7 +262,7 @@ def check_nearby() -> dict:
 
 
 def camera_state() -> dict:
-    return status().get("camera", {})
+    return component("camera")
 
 
 def check_camera() -> dict:
