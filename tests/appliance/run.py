@@ -55,7 +55,8 @@ class Vm:
                "-kernel", str(images / "vmlinuz"), "-initrd", str(images / "initrd.img"), "-append", append,
                "-drive", f"file={disk},if=virtio,format=qcow2",
                "-drive", f"file={payload},if=virtio,format=raw,readonly=on",
-               "-device", "virtio-gpu-pci", "-display", "none", "-nic", "none", "-no-reboot",
+               # -vga none: virtio-gpu is the only display, so it is the one qemu's screendump shows.
+               "-vga", "none", "-device", "virtio-gpu-pci", "-display", "none", "-nic", "none", "-no-reboot",
                "-serial", f"file:{self.console}",
                "-device", "virtio-serial-pci",
                "-chardev", f"socket,id=ctl,path={self.ctl_path},server=on,wait=on",
@@ -136,13 +137,16 @@ class Vm:
 
 
 class Run:
-    def __init__(self, work: Path, images: Path, disk: Path, payload: Path, accel: str, verbose: bool):
+    def __init__(self, work: Path, images: Path, disk: Path, payload: Path, accel: str, verbose: bool,
+                 seed: int | None = None):
         self.work, self.images, self.disk, self.payload, self.accel = work, images, disk, payload, accel
         self.verbose = verbose
         self.results: dict[str, dict] = {}
         self.boots = 0
         self.acked: set[str] = set()
         self.cuts: list[dict] = []
+        self.seed = seed if seed is not None else int(time.time())  # printed: --seed replays the cut moments
+        self.random = random.Random(self.seed)
 
     def result(self, check: str, ok: bool, seconds: float, detail: object) -> None:
         if check in self.results:
@@ -189,7 +193,7 @@ class Run:
                 elif "ack" in msg:
                     self.acked.add(msg["ack"])
                     if power_cut and cut_at is None:
-                        cut_at = time.monotonic() + random.uniform(0.5, 12.0)  # a random moment mid-stream
+                        cut_at = time.monotonic() + self.random.uniform(0.5, 12.0)  # a random moment mid-stream
                 elif "db" in msg:
                     self.survived(msg["db"])
                 elif msg.get("want") == "screendump":
@@ -282,11 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev appliance", description=__doc__.splitlines()[0])
     parser.add_argument("--keep", action="store_true", help="keep the run's folder (disks, logs) afterwards")
     parser.add_argument("--quiet", action="store_true", help="only the JSON lines and the summary")
+    parser.add_argument("--seed", type=int, help="the power cuts' random moments (default: from the time)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="kiosk-appliance-"))
     logs = work / "logs"
     logs.mkdir()
-    run = Run(work, Path(), Path(), Path(), "tcg", not args.quiet)
+    run = Run(work, Path(), Path(), Path(), "tcg", not args.quiet, args.seed)
     started = time.monotonic()
     try:
         try:
@@ -316,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             unchecked = [c for c in run.cuts if "stored" not in c]
             run.result("power-cut", len(run.cuts) >= POWER_CUTS and not problems and not unchecked,
                        time.monotonic() - cut_started,
-                       {"cuts": len(run.cuts), "acknowledged": len(run.acked), "boots": run.cuts,
+                       {"cuts": len(run.cuts), "acknowledged": len(run.acked), "seed": run.seed, "boots": run.cuts,
                         **({"unchecked": len(unchecked)} if unchecked else {})})
     finally:
         pass

@@ -135,6 +135,22 @@ def all_active() -> bool:
 
 # ---- checks --------------------------------------------------------------------------------------
 
+def bluetooth_hardware() -> str:
+    """The VM's four controllers, each known to the kernel's management interface.
+
+    Under emulation btvirt can answer the kernel's first HCI_Reset after its 2 s timeout; the
+    controller then stays unusable through mgmt (bluepy's "Invalid Index"). A Pi's chip does not
+    do that, so the VM's hardware is brought up again until all four are there.
+    """
+    for attempt in range(4):
+        found = re.findall(r"^hci\d+:", sh("btmgmt", "info", check=False, timeout=30), re.M)
+        if len(found) == 4:
+            return f"4 controllers after {attempt} restart(s) of btvirt"
+        sh("systemctl", "restart", "appliance-btvirt.service", timeout=60)
+        time.sleep(10)
+    raise Failed(f"btvirt's controllers never all came up: {found}")
+
+
 def check_install() -> dict:
     Path("/etc/kiosk").mkdir(exist_ok=True)
     # The venue manager writes the authority's keys before installing; install.sh must keep the file.
@@ -236,9 +252,8 @@ def check_beacon_hci() -> dict:
     after = beacon_id()
     if before not in heard and after not in heard:
         raise Failed(f"hci1 heard {heard or 'no Bluezone advert'}, not the beacon's ID {before}")
-    hciconfig = sh("btmgmt", "info", check=False, timeout=20)
     return {"id": before, "heard_on": "hci1", "ids_heard": len(heard),
-            "controllers": len(re.findall(r"^hci\d", hciconfig, re.M))}
+            "kernel_controllers": sorted(p.name for p in Path("/sys/class/bluetooth").glob("hci*"))}
 
 
 def check_nearby() -> dict:
@@ -251,7 +266,9 @@ def check_nearby() -> dict:
 
         def counted():  # noqa: ANN202
             nearby = component("nearby")
-            return nearby if nearby.get("phones") == 2 else None
+            if nearby.get("phones") != 2:
+                raise Failed(f"nearby status {nearby or 'not reported yet'}")
+            return nearby
 
         nearby = wait_for("the beacon's bluepy scan to count the 2 phones", counted, 240, every=3)
         return {"phones": nearby.get("phones"), "scanner": "bluepy:hci0",
@@ -412,21 +429,38 @@ def report_db(chan: Channel) -> None:
 
 
 def stream_checkins(chan: Channel) -> None:
-    """Check-ins through `kiosk checkin --from-file` on a pipe; each id goes out once committed."""
+    """Check-ins through `kiosk checkin --from-file` on a FIFO; each id goes out once committed.
+
+    A FIFO rather than a pipe on stdin: the wrapper runs kiosk as the kiosk user, who may not reopen
+    root's pipe through /dev/stdin.
+    """
     wait_for("kiosk services active", all_active, 400, every=2)
-    proc = subprocess.Popen(["/usr/local/bin/kiosk", "--log-level", "ERROR", "checkin", "--from-file", "/dev/stdin"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+    fifo = Path("/run/appliance-stream")
+    fifo.unlink(missing_ok=True)
+    os.mkfifo(fifo, 0o644)
+    proc = subprocess.Popen(["/usr/local/bin/kiosk", "--log-level", "ERROR", "checkin", "--from-file", str(fifo)],
+                            stdout=subprocess.PIPE, text=True, bufsize=1)
+    deadline = time.monotonic() + 180
+    while True:  # the writer's open waits for the reader: poll, so a kiosk that dies cannot hang us
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise Failed(f"kiosk checkin --from-file never opened {fifo} (exit {proc.poll()})") from None
+            time.sleep(0.2)
+    os.set_blocking(fd, True)
     chan.send(log="streaming check-ins")
-    while True:  # until the host pulls the plug
-        proc.stdin.write(f"APPLIANCE-POWER-{uuid.uuid4().hex}\n")
-        proc.stdin.flush()
-        line = proc.stdout.readline()
-        if not line:
-            raise Failed("kiosk checkin --from-file stopped")
-        result = json.loads(line)
-        if result.get("event") != "accepted":
-            raise Failed(f"check-in not accepted: {result}")
-        chan.send(ack=result["checkin_id"])
+    with os.fdopen(fd, "w", buffering=1) as feed:
+        while True:  # until the host pulls the plug
+            feed.write(f"APPLIANCE-POWER-{uuid.uuid4().hex}\n")
+            line = proc.stdout.readline()
+            if not line:
+                raise Failed(f"kiosk checkin --from-file stopped (exit {proc.wait(10)})")
+            result = json.loads(line)
+            if result.get("event") != "accepted":
+                raise Failed(f"check-in not accepted: {result}")
+            chan.send(ack=result["checkin_id"])
 
 
 # ---- phases --------------------------------------------------------------------------------------
@@ -461,6 +495,11 @@ def main() -> int:
     phase = dict(re.findall(r"kiosk\.(\w+)=(\S+)", Path("/proc/cmdline").read_text())).get("phase", "")
     chan = Channel()
     chan.send(hello=phase, uptime_s=float(Path("/proc/uptime").read_text().split()[0]))
+    if phase == "first":
+        try:
+            chan.send(log=bluetooth_hardware())
+        except Failed as exc:
+            chan.send(log=str(exc))
     if phase in ("powercut", "last"):
         report_db(chan)
     for name, fn in PHASES.get(phase, []):
