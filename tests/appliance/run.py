@@ -55,8 +55,9 @@ class Vm:
                "-kernel", str(images / "vmlinuz"), "-initrd", str(images / "initrd.img"), "-append", append,
                "-drive", f"file={disk},if=virtio,format=qcow2",
                "-drive", f"file={payload},if=virtio,format=raw,readonly=on",
-               # -vga none: virtio-gpu is the only display, so it is the one qemu's screendump shows.
-               "-vga", "none", "-device", "virtio-gpu-pci", "-display", "none", "-nic", "none", "-no-reboot",
+               # One display, the one qemu's screendump shows: the standard VGA card, bochs-drm in the
+               # guest (virtio-gpu without virgl scanned out black frames for SDL's kmsdrm here).
+               "-vga", "std", "-display", "none", "-nic", "none", "-no-reboot",
                "-serial", f"file:{self.console}",
                "-device", "virtio-serial-pci",
                "-chardev", f"socket,id=ctl,path={self.ctl_path},server=on,wait=on",

@@ -143,7 +143,11 @@ def bluetooth_hardware() -> str:
     do that, so the VM's hardware is brought up again until all four are there.
     """
     for attempt in range(4):
-        found = re.findall(r"^hci\d+:", sh("btmgmt", "info", check=False, timeout=30), re.M)
+        try:
+            info = subprocess.run(["btmgmt", "info"], capture_output=True, text=True, timeout=30)
+            found = sorted(set(re.findall(r"\bhci\d+:", info.stdout + info.stderr)))
+        except subprocess.TimeoutExpired:
+            found = []
         if len(found) == 4:
             return f"4 controllers after {attempt} restart(s) of btvirt"
         sh("systemctl", "restart", "appliance-btvirt.service", timeout=60)
