@@ -201,13 +201,17 @@ enable_units() {
 }
 
 uninstall() {
-  # shellcheck disable=SC2086
-  if [ "$ROOT" != / ]; then
-    systemctl --quiet --root="$ROOT" disable $KIOSK_UNITS $SERVER_UNITS 2>/dev/null || true
+  # Only the units this system has: a kiosk has no kiosk-upstream.service, and systemctl refuses to
+  # stop a unit it does not know ("not loaded"), which would end the uninstall half way.
+  local installed=() unit
+  for unit in $KIOSK_UNITS $SERVER_UNITS; do [ -e "$(at "$UNIT_DIR/$unit")" ] && installed+=("$unit"); done
+  if [ ${#installed[@]} -eq 0 ]; then
+    :
+  elif [ "$ROOT" != / ]; then
+    systemctl --quiet --root="$ROOT" disable "${installed[@]}" 2>/dev/null || true
   else
-    system systemctl disable --now $KIOSK_UNITS $SERVER_UNITS
+    system systemctl disable --now "${installed[@]}"
   fi
-  local unit
   for unit in $KIOSK_UNITS $SERVER_UNITS; do rm -f "$(at "$UNIT_DIR/$unit")"; done
   rm -f "$(at "$WRAPPER")"
   rm -rf "$(at "$PREFIX")"
