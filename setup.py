@@ -23,7 +23,7 @@ DEVICE = [
     "zxing-cpp>=3.0",  # the decoder's first stages: ~10x cheaper than zbar per frame, reads more (docs/scanner.md)
     "opencv-python-headless>=4.8",  # USB webcams and video replay (VideoCapture), imported only by those backends
     "segno>=1.6",      # renders QR codes for the synthetic camera, demo and benchmarks
-    "pygame>=2.5",     # the screen and sounds
+    "pygame>=2.1",     # the screen and sounds; >=2.1 so that the appliance's venv keeps Debian's python3-pygame (kmsdrm)
     "requests>=2.31",  # the uploader
 ]
 SERVER = [

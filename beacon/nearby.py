@@ -125,8 +125,18 @@ class BluepyScanner(Scanner):
         except BTLEException as exc:
             raise ScanError(f"bluepy scan on hci{self.iface} failed: {exc}") from None
         now = self.clock_ms()
-        return [Sighting(bid, int(e.rssi), now) for e in entries
+        return [Sighting(bid, bluepy_rssi(e.rssi), now) for e in entries
                 if (bid := bluezone_id_from_ad(bytes(e.rawData or b""))) is not None]
+
+
+def bluepy_rssi(value: object) -> int:
+    """bluepy's RSSI, with its encodings of "not available" (HCI's 127 comes out as -129, or as a
+    huge negative number through the management path) mapped to RSSI_UNAVAILABLE: HCI RSSI is -127..20."""
+    try:
+        rssi = int(value)
+    except (TypeError, ValueError):
+        return RSSI_UNAVAILABLE
+    return rssi if -127 <= rssi <= 20 else RSSI_UNAVAILABLE
 
 
 def open_scanner(spec: str, clock_ms: Callable[[], int]) -> Scanner | None:

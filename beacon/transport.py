@@ -141,8 +141,9 @@ class RawHciTransport(_SocketTransport):
             libc = ctypes.CDLL(None, use_errno=True)
             if libc.bind(self.sock.fileno(), ctypes.byref(addr), ctypes.sizeof(addr)) != 0:
                 raise explain_socket_error(ctypes.get_errno(), dev)
-            # struct hci_filter: packet types (events only), event mask (all), opcode (any)
-            self.sock.setsockopt(SOL_HCI, HCI_FILTER, struct.pack("<IIIH", 1 << H4_EVENT, 0xFFFFFFFF, 0xFFFFFFFF, 0))
+            # struct hci_ufilter: packet types (events only), event mask (all), opcode (any), padded to
+            # its C size of 16 bytes: kernels since 2024's hardening refuse anything shorter (EINVAL).
+            self.sock.setsockopt(SOL_HCI, HCI_FILTER, struct.pack("<IIIH2x", 1 << H4_EVENT, 0xFFFFFFFF, 0xFFFFFFFF, 0))
         except BaseException:
             self.sock.close()
             raise

@@ -13,7 +13,9 @@
 #                   (used by the tests, which run in a throwaway --root on a machine that is not a Pi)
 #   --server        install the reference upstream (kiosk-upstream.service) instead of the kiosk units
 #   --no-start      enable the units but do not start them now
-#   --extras NAME   pip extra to install (default: device; server with --server)
+#   --extras NAME   pip extra to install (default: device; server with --server; pi adds bluepy)
+#   --wheelhouse DIR  install the Python libraries from the wheels in DIR, never from the network
+#                   (a kiosk without internet: `pip wheel --wheel-dir DIR '.[pi]'` on a machine with it)
 #
 # What it does, in order: apt packages; the `kiosk` user in the groups the hardware needs; the
 # program in a virtual environment that also sees the system's python3-picamera2; /etc/kiosk/kiosk.toml
@@ -29,7 +31,9 @@ UNIT_DIR=/etc/systemd/system
 WRAPPER=/usr/local/bin/kiosk
 USER_NAME=kiosk
 GROUPS_WANTED="video render input audio"
-APT_PACKAGES="python3-venv python3-pip python3-picamera2 libzbar0 bluez fonts-dejavu-core"
+# python3-pygame: pygame's own wheels bundle an SDL without the kmsdrm video driver ("kmsdrm not
+# available" on a Pi without a desktop); Debian's uses the system SDL, which has it, and the venv sees it.
+APT_PACKAGES="python3-venv python3-pip python3-picamera2 python3-pygame libzbar0 bluez fonts-dejavu-core"
 KIOSK_UNITS="kiosk.target kiosk-scanner.service kiosk-sync.service kiosk-beacon.service"
 SERVER_UNITS="kiosk-upstream.service"
 SOURCE_PARTS="setup.py setup.cfg kiosk scanner beacon sync systemd docs"
@@ -38,7 +42,7 @@ SOURCE_PARTS="setup.py setup.cfg kiosk scanner beacon sync systemd docs"
 export SOURCE_DATE_EPOCH=1700000000
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-ROOT=/ SKIP=0 ACTION=install PURGE=0 SERVER=0 START=1 EXTRAS=""
+ROOT=/ SKIP=0 ACTION=install PURGE=0 SERVER=0 START=1 EXTRAS="" WHEELHOUSE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --root) ROOT="$(mkdir -p "$2" && cd "$2" && pwd)"; shift 2 ;;
@@ -48,7 +52,8 @@ while [ $# -gt 0 ]; do
     --server) SERVER=1; shift ;;
     --no-start) START=0; shift ;;
     --extras) EXTRAS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    --wheelhouse) WHEELHOUSE="$(cd "$2" && pwd)"; shift 2 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -83,9 +88,23 @@ put() {  # put MODE SOURCE TARGET
 }
 
 install_packages() {
-  system apt-get update -q
-  # shellcheck disable=SC2086
-  system env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $APT_PACKAGES
+  # Only what is missing: a second run (an upgrade) needs no network and changes nothing.
+  local missing=() pkg
+  for pkg in $APT_PACKAGES; do
+    if [ "$SKIP" = 1 ] || ! chroot_or_here dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  [ ${#missing[@]} -eq 0 ] && { say "system packages already installed"; return 0; }
+  system apt-get update -q || say "apt-get update failed (no network?); trying with the package lists this system has"
+  if [ "$SKIP" = 0 ] && [[ " ${missing[*]} " == *" python3-picamera2 "* ]] \
+      && ! chroot_or_here apt-cache show python3-picamera2 >/dev/null 2>&1; then
+    say "python3-picamera2 is not in this system's archive (not Raspberry Pi OS): the Pi camera backend is" \
+        "unavailable; USB (uvc) and replay cameras work"
+    missing=("${missing[@]/python3-picamera2}")
+  fi
+  # shellcheck disable=SC2068
+  system env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends ${missing[@]}
 }
 
 create_user() {
@@ -128,7 +147,12 @@ install_venv() {
     echo "skip: $VENV/bin/pip install $PREFIX/src[$EXTRAS] (dependencies from the package index)"
     "$(at "$VENV")/bin/pip" install -q --no-deps --no-index --no-build-isolation "$src"
   else
-    chroot_or_here "$venv/bin/pip" install -q "$src[$EXTRAS]"
+    local wheels=()
+    if [ -n "$WHEELHOUSE" ]; then
+      chrooted && { echo "install.sh: --wheelhouse goes with an install on this system, not --root" >&2; exit 2; }
+      wheels=(--no-index --find-links "$WHEELHOUSE")
+    fi
+    chroot_or_here "$venv/bin/pip" install -q "${wheels[@]}" "$src[$EXTRAS]"
   fi
   rm -rf "$(at "$PREFIX/src")/build" "$(at "$PREFIX/src")"/*.egg-info
 }
@@ -177,13 +201,17 @@ enable_units() {
 }
 
 uninstall() {
-  # shellcheck disable=SC2086
-  if [ "$ROOT" != / ]; then
-    systemctl --quiet --root="$ROOT" disable $KIOSK_UNITS $SERVER_UNITS 2>/dev/null || true
+  # Only the units this system has: a kiosk has no kiosk-upstream.service, and systemctl refuses to
+  # stop a unit it does not know ("not loaded"), which would end the uninstall half way.
+  local installed=() unit
+  for unit in $KIOSK_UNITS $SERVER_UNITS; do [ -e "$(at "$UNIT_DIR/$unit")" ] && installed+=("$unit"); done
+  if [ ${#installed[@]} -eq 0 ]; then
+    :
+  elif [ "$ROOT" != / ]; then
+    systemctl --quiet --root="$ROOT" disable "${installed[@]}" 2>/dev/null || true
   else
-    system systemctl disable --now $KIOSK_UNITS $SERVER_UNITS
+    system systemctl disable --now "${installed[@]}"
   fi
-  local unit
   for unit in $KIOSK_UNITS $SERVER_UNITS; do rm -f "$(at "$UNIT_DIR/$unit")"; done
   rm -f "$(at "$WRAPPER")"
   rm -rf "$(at "$PREFIX")"

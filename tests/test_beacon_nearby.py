@@ -102,3 +102,17 @@ def test_service_publishes_the_nearby_count_without_counting_itself(bt_emulator,
     assert "ids" not in nearby[0] and all(len(str(v)) < 40 for v in nearby[0].values())  # a count, no IDs
     # advertising was re-programmed after the scan and carries on
     assert [s for c, s, d in states if c == "beacon"][-2:] == ["advertising", "stopped"]
+
+
+def test_bluepy_rssi_not_available_still_counts_the_phone():
+    # Controllers that measure no RSSI report 127; bluepy hands it on as -129 (HCI path) or as a huge
+    # negative number (management path). Such a phone must count, like any other unmeasured one.
+    from beacon.hci import RSSI_UNAVAILABLE
+    from beacon.nearby import bluepy_rssi
+
+    assert bluepy_rssi(-60) == -60 and bluepy_rssi(-127) == -127 and bluepy_rssi(20) == 20
+    for odd in (-129, -4294967169, 127, None, "x"):
+        assert bluepy_rssi(odd) == RSSI_UNAVAILABLE
+    counter = NearbyCounter(window_ms=300_000, rssi_threshold=-75)
+    assert counter.add(Sighting(b"\x01" * 12, bluepy_rssi(-129), 1000))
+    assert counter.count(1000) == 1
