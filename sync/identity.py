@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+from typing import TYPE_CHECKING
 
 from kiosk.privacy import write_private_file
 from kiosk.statefiles import exact_size, parse_json_object, private_dir, read_state_file
+
+if TYPE_CHECKING:  # cryptography is loaded only when a key is used: `kiosk status` reads the enrollment alone
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 KEY_FILE = "sync-device.key"
 ENROLLMENT_FILE = "sync-enrollment.json"
@@ -36,6 +37,9 @@ def load_or_create_key(state_dir: Path) -> Ed25519PrivateKey:
     if existing is not None:
         return existing
     private_dir(state_dir)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
     key = Ed25519PrivateKey.generate()
     write_private_file(state_dir / KEY_FILE, key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
     return key
@@ -43,6 +47,8 @@ def load_or_create_key(state_dir: Path) -> Ed25519PrivateKey:
 
 def load_key(state_dir: Path) -> Ed25519PrivateKey | None:
     raw = read_state_file(state_dir / KEY_FILE, exact_size(32))
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     return None if raw is None else Ed25519PrivateKey.from_private_bytes(raw)
 
 

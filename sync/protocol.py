@@ -16,11 +16,12 @@ import json
 import secrets
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+if TYPE_CHECKING:  # cryptography is loaded by the first signature, not by every command that imports this
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 API = "/v1"
 PATH_TIME = f"{API}/time"
@@ -120,6 +121,9 @@ def parse_signed_headers(method: str, target: str, headers: Any, body: bytes) ->
 
 
 def verify(public_key: bytes, request: SignedRequest, signature: bytes) -> None:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, request.canonical())
     except (InvalidSignature, ValueError):
