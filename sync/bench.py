@@ -134,7 +134,8 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         _stop(upstream)
     result["floor_executemany_s"] = executemany_floor(work / "floor.db", backlog)
-    result["ratio_to_floor"] = round(result["seconds"] / result["floor_executemany_s"], 1) if "seconds" in result else None
+    result["ratio_to_floor"] = (round(result["seconds"] / result["floor_executemany_s"], 1)
+                                if "seconds" in result and result["floor_executemany_s"] else None)
     result["upstream_ingest"] = {"sqlite": ingest_rate(str(work / "ingest.db"))}
     pg_url = getattr(args, "pg_url", None) or os.environ.get("KIOSK_BENCH_PG_URL")
     result["upstream_ingest"]["postgresql"] = ingest_rate(pg_url) if pg_url else \
@@ -152,7 +153,7 @@ def executemany_floor(path: Path, rows: int) -> float:
     Storage(str(path)).close()  # the upstream's schema
     now = time.time_ns() // 1_000_000
     values = [(str(uuid.uuid4()), VENUE, "bench-device", "entry", now - n, n, "bench", 1, "personal",
-               os.urandom(32).hex(), os.urandom(80), now) for n in range(rows)]
+               os.urandom(32).hex(), os.urandom(80), "camera", None, now) for n in range(rows)]
     import sqlite3
 
     conn = sqlite3.connect(path, isolation_level=None)
@@ -165,7 +166,7 @@ def executemany_floor(path: Path, rows: int) -> float:
     conn.execute("COMMIT")
     elapsed = time.perf_counter() - started
     conn.close()
-    return round(elapsed, 2)
+    return round(elapsed, 3)
 
 
 def ingest_rate(db: str, batches: int = 60, batch_size: int = 500, threads: int = 2) -> dict[str, Any]:

@@ -33,7 +33,12 @@ class Rig:
         self.proxy = FaultProxy(self.upstream_port).start()
         self.state = tmp_path / "state"
         self.config = write_device_config(tmp_path / "kiosk.toml", self.state, **FAST)
-        provision(self.config, self.upstream, url=self.proxy.url)
+        try:
+            provision(self.config, self.upstream, url=self.proxy.url)
+        except BaseException:  # a failed set-up must not leave the upstream and the proxy running
+            self.proxy.stop()
+            self.upstream.stop()
+            raise
         self.client: subprocess.Popen | None = None
         self.client_log = tmp_path / "sync.log"
         self.closed = False
