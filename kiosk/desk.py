@@ -15,7 +15,7 @@ import threading
 from typing import Callable
 
 from kiosk.config import Config, SettingsWatch
-from kiosk.events import Outcome, OutcomeSink
+from kiosk.events import OutcomeSink
 
 log = logging.getLogger("kiosk.desk")
 

@@ -61,15 +61,15 @@ def test_missing_sync_and_beacon_reports_and_an_untrusted_clock():
 def test_local_time_is_vietnam_time_with_or_without_tzdata(monkeypatch):
     import zoneinfo
 
-    from kiosk.screen import states
+    from kiosk import clock
 
     instant_ms = int(dt.datetime(2021, 8, 15, 17, 30, tzinfo=dt.timezone.utc).timestamp() * 1000)
-    assert states.local_time(instant_ms).strftime("%H:%M %d/%m") == "00:30 16/08"
+    assert clock.local_time(instant_ms).strftime("%H:%M %d/%m") == "00:30 16/08"
 
     def no_tzdata(name: str):
         raise zoneinfo.ZoneInfoNotFoundError(name)
 
     monkeypatch.setattr(zoneinfo, "ZoneInfo", no_tzdata)
-    fallback = states.local_zone()
+    fallback = clock.local_zone()
     assert fallback.utcoffset(None) == dt.timedelta(hours=7)
-    assert states.local_time(instant_ms, fallback).strftime("%H:%M %d/%m") == "00:30 16/08"
+    assert clock.local_time(instant_ms, fallback).strftime("%H:%M %d/%m") == "00:30 16/08"

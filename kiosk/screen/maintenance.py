@@ -19,7 +19,8 @@ from kiosk.screen import text as textbox
 from kiosk.screen.catalogue import CATALOGUE, age_text, say
 from kiosk.screen.fonts import Fonts
 from kiosk.screen.layout import Layout
-from kiosk.screen.states import LOOKS, local_time
+from kiosk.clock import local_time
+from kiosk.screen.states import LOOKS
 from kiosk.screen.statusbar import StatusSnapshot
 
 if TYPE_CHECKING:

@@ -8,12 +8,11 @@ page (``View.code``), for staff.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiosk.clock import LOCAL_ZONE, local_time, local_zone  # noqa: F401 - the screen's names for them
+from kiosk.clock import local_time
 from kiosk.credentials import Credential
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, PROVISIONING, REJECTED, Outcome
 from kiosk.screen.text import clean

@@ -26,7 +26,7 @@ from kiosk.screen.fonts import Fonts
 from kiosk.screen.icons import draw_icon
 from kiosk.screen.layout import Layout
 from kiosk.screen import text as textbox
-from kiosk.screen.states import LOCAL_ZONE, local_time
+from kiosk.clock import LOCAL_ZONE, local_time
 
 log = logging.getLogger("kiosk.screen")
 
