@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-import time
 from datetime import timedelta
 
 import cbor2

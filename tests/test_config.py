@@ -1,4 +1,3 @@
-import dataclasses
 import re
 from pathlib import Path
 

@@ -7,7 +7,6 @@ import base64
 import json
 import secrets
 import stat
-import threading
 import time
 from pathlib import Path
 
