@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
@@ -90,7 +91,15 @@ def log_in(driver, url: str, name: str, password: str | None = None) -> None:
 def click(driver, element) -> None:
     """Click, and wait until the next page has replaced this one (a form post can take a moment)."""
     element.click()
-    WebDriverWait(driver, 30).until(expected_conditions.staleness_of(element))
+
+    def replaced(_driver) -> bool:  # noqa: ANN001
+        try:
+            element.is_enabled()
+            return False
+        except WebDriverException:  # stale, or chromedriver's "node does not belong to the document"
+            return True
+
+    WebDriverWait(driver, 30).until(replaced)
 
 
 def text(driver, element_id: str) -> str:
