@@ -132,6 +132,25 @@ INSERT_UNLESS_REPEAT = (
 )
 
 
+
+def _use_wal(conn: sqlite3.Connection, patience_s: float = 10.0) -> None:
+    """Put the file in WAL mode, waiting for the lock that takes.
+
+    Turning a new file to WAL needs an exclusive lock, and SQLite does not consult the busy handler
+    for it: when two services (or the scanner and the enrollment thread) open a fresh state
+    directory at the same moment, one of them gets "database is locked" at once. Retry for as long
+    as a busy timeout would have waited.
+    """
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
+
 class Store:
     """One connection to the state database; one instance per thread.
 
@@ -188,7 +207,7 @@ class Store:
     def _connect(cls, path: Path) -> "Store":
         conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _use_wal(conn)
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA secure_delete = ON")  # deleted or blanked rows leave no bytes behind in the file

@@ -34,6 +34,22 @@ def test_reopening_keeps_data_and_does_not_migrate_again(config):
     store.close()
 
 
+def test_a_fresh_file_another_service_is_writing_is_waited_for_not_refused(state_dir):
+    """The scanner and the enrollment thread (or two services) open a new state directory at once:
+    turning the file to WAL waits for the other writer instead of answering "database is locked"."""
+    import sqlite3
+    import threading
+
+    other = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE left_by_the_other_writer (a)")
+    threading.Timer(0.3, lambda: other.execute("COMMIT")).start()
+    store = Store.open(state_dir)
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    other.close()
+
+
 def test_newer_schema_is_refused_not_downgraded(state_dir):
     store = Store.open(state_dir)
     store.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
