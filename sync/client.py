@@ -86,7 +86,7 @@ class Uploader:
         self._failures = 0          # consecutive
         self._retry_after: float | None = None
         self._state = SyncState.STARTING
-        previous = read_records(self.store.db.conn).get(Component.SYNC)
+        previous = read_records(self.store.conn).get(Component.SYNC)
         self._last_success_ms: int | None = previous.get("last_success_ms") if previous else None  # kept across runs
         self._last_error_ms: int | None = None
         self._clock_synced_at = -CLOCK_RESYNC_S
