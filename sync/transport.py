@@ -73,7 +73,7 @@ class UpstreamSession:
         self.offset_ms = 0
         self.session = requests.Session()
         self.session.trust_env = False
-        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=1)
+        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=2)  # two batches on the wire
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
