@@ -305,7 +305,9 @@ class Uploader:
         on_the_wire.clear()
 
     def _submit(self, batch: list[Claimed]) -> Future:
-        return self._sender.submit(self.session.post_json, p.PATH_CHECKINS, batch_document(batch))
+        # Encoded and compressed here, by the thread that claimed it: the sender threads only sign and
+        # send, so their allocators do not each keep a batch's worth of memory (the uploader's peak).
+        return self._sender.submit(self.session.post_gzip, p.PATH_CHECKINS, p.compress(batch_document(batch)))
 
     def _claim(self) -> list[Claimed]:
         if not self.outbox.has_pending():

@@ -113,7 +113,10 @@ class UpstreamSession:
 
     def post_json(self, path: str, document: bytes) -> Reply:
         """POST an already encoded JSON document: signed, gzip-compressed."""
-        body = p.compress(document)
+        return self.post_gzip(path, p.compress(document))
+
+    def post_gzip(self, path: str, body: bytes) -> Reply:
+        """POST a gzip-compressed JSON document, signed now."""
         headers = p.sign(self.key, "POST", path, self.device_id, body, self.now_ms())
         headers.update({"Content-Type": "application/json", "Content-Encoding": "gzip"})
         return self._reply(self._send("POST", path, data=body, headers=headers))
