@@ -147,7 +147,7 @@ def ensure_wheelhouse(src: Path, python: Path, logs: Path) -> Path:
     Made with this machine's pip as configured, for this machine's CPython, which is the guest's
     (Debian 12, CPython 3.11, x86_64).
     """
-    setup = (src / "setup.py").read_bytes()
+    setup = (src / "pyproject.toml").read_bytes()
     key = _digest(setup, subprocess.run([str(python), "-c", "import sys; print(sys.version)"],
                                         capture_output=True, check=True).stdout)
 

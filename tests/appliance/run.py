@@ -28,7 +28,7 @@ import image  # noqa: E402  (tests/appliance/image.py, next to this file)
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST = Path(__file__).resolve().parent / "guest"
-SOURCE_PARTS = ["setup.py", "setup.cfg", "kiosk", "scanner", "beacon", "sync", "systemd", "docs"]
+SOURCE_PARTS = ["pyproject.toml", "setup.py", "kiosk", "scanner", "beacon", "sync", "systemd", "docs"]
 POWER_CUTS = 5
 CHECK_ORDER = ["install", "boot-to-service", "notify-ready", "watchdog-restart", "crash-restart", "power-cut",
                "beacon-kernel-hci", "nearby-bluepy", "camera-v4l2", "camera-unplug", "display-kmsdrm",
