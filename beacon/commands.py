@@ -61,7 +61,7 @@ def _day(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a day as YYYY-MM-DD") from None
 
 
-def _base_key(args: argparse.Namespace):  # noqa: ANN202
+def _base_key(args: argparse.Namespace):
     from beacon.ids import BaseKey, load_base_key
     from kiosk.cli import config_from_args
 

@@ -159,7 +159,7 @@ class BeaconService:
             if slot != self.slot:
                 self._program(now, slot)
             elif time.monotonic() >= self.next_health:
-                self.controller.read_local_version()  # type: ignore[union-attr]
+                self.controller.read_local_version()
                 self.next_health = time.monotonic() + HEALTH_CHECK_S
         except AdapterMissing as exc:
             return self._failed(ADAPTER_MISSING, exc)

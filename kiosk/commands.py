@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001, ANN202
+def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001
     from kiosk.cli import config_from_args
     from kiosk.pipeline import Pipeline
 

@@ -252,7 +252,7 @@ def resolve_state_dir(configured: str) -> Path:
 
 
 def _sections() -> dict[str, type]:
-    return {f.name: f.default_factory for f in dataclasses.fields(Config)  # type: ignore[misc]
+    return {f.name: f.default_factory for f in dataclasses.fields(Config)
             if f.name not in ("source", "settings_problem", "file_data", "file_source")}
 
 

@@ -180,7 +180,7 @@ class Pipeline:
         for sink in self.sinks:
             try:
                 sink(outcome)
-            except Exception:  # noqa: BLE001 - a broken consumer must not stop check-ins
+            except Exception:  # a broken consumer must not stop check-ins
                 log.exception("outcome sink %r failed", sink)
         return outcome
 

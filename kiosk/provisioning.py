@@ -119,7 +119,7 @@ class ProvisioningFlow:
         def run() -> None:
             try:
                 self._complete()
-            except Exception:  # noqa: BLE001 - a failed enrollment must not take the kiosk down
+            except Exception:  # a failed enrollment must not take the kiosk down
                 log.exception("enrollment failed")
             finally:
                 self._busy.release()

@@ -115,7 +115,7 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
-def _storage(args: argparse.Namespace, create: bool = False):  # noqa: ANN202
+def _storage(args: argparse.Namespace, create: bool = False):
     """The upstream's storage; a SQLite file must exist unless ``create`` (only `serve` creates one),
     so a mistyped --db is an error, not an empty database answering zero rows. Every operator
     command but ``serve`` leaves an audit line saying who ran what."""
@@ -198,7 +198,7 @@ def _wait_for_enrollment(args: argparse.Namespace, config: Any, watch: Any, stop
             return None
 
 
-def _single_instance(state_dir: Path):  # noqa: ANN202
+def _single_instance(state_dir: Path):
     """An exclusive lock held for the process's life: a second uploader would reset the first's rows."""
     import fcntl
 
@@ -455,7 +455,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
-def _accounts(args: argparse.Namespace):  # noqa: ANN202
+def _accounts(args: argparse.Namespace):
     from sync.console.accounts import Accounts
 
     return Accounts(_storage(args))

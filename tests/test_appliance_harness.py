@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "appliance"))
-import compare_screens  # noqa: E402
-import image  # noqa: E402
+import compare_screens
+import image
 
 DATA = Path(__file__).parent / "data" / "appliance"
 

@@ -102,7 +102,7 @@ def test_a_slow_reader_gets_the_newest_frame_and_the_rest_are_dropped_not_queued
             if frame is None:
                 continue
             taken.append(int(np.abs(decoded - frame.mean()).argmin()))
-    except Exception as end:  # the file ends like an unplugged webcam
+    except Exception as end:  # noqa: BLE001 - the file ends like an unplugged webcam
         assert "stopped giving frames" in str(end)
     finally:
         grabber.stop()

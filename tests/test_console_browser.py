@@ -92,7 +92,7 @@ def click(driver, element) -> None:
     """Click, and wait until the next page has replaced this one (a form post can take a moment)."""
     element.click()
 
-    def replaced(_driver) -> bool:  # noqa: ANN001
+    def replaced(_driver) -> bool:
         try:
             element.is_enabled()
             return False

@@ -114,7 +114,7 @@ class HeldCodes(Camera):
         self.empty = scene(640, 480, None, seed=1)
 
     @classmethod
-    def from_config(cls, config):  # noqa: ANN001, ANN206
+    def from_config(cls, config):
         return cls()
 
     def open(self) -> None:

@@ -12,12 +12,12 @@ from PIL import Image
 from conftest import run_kiosk
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402
+import pygame
 
-from kiosk.screen.fonts import Fonts  # noqa: E402
-from kiosk.screen.layout import Layout  # noqa: E402
-from kiosk.screen.samples import staged_app  # noqa: E402
-from kiosk.screen.states import LOOKS, SCREENSHOT_LOOK, SCREENSHOT_STATES  # noqa: E402
+from kiosk.screen.fonts import Fonts
+from kiosk.screen.layout import Layout
+from kiosk.screen.samples import staged_app
+from kiosk.screen.states import LOOKS, SCREENSHOT_LOOK, SCREENSHOT_STATES
 
 SIZES = [(800, 480), (1024, 600), (1920, 1080)]
 # the colour that identifies each state, and where on the screen it must dominate

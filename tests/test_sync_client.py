@@ -292,7 +292,7 @@ def test_heartbeat_and_beacon_key_from_the_device(tmp_path, upstream):
                      "base_key": "4c5224b397f8ab3896781d5aa0f3119f280513f1b592ca280ebded6357e21084"}]
 
 
-def _wait(predicate, timeout):  # noqa: ANN001
+def _wait(predicate, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -73,7 +73,7 @@ class Rig:
         finally:
             store.close()
 
-    def wait(self, predicate, timeout: float, what: str) -> None:  # noqa: ANN001
+    def wait(self, predicate, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():
@@ -175,7 +175,7 @@ def test_device_clock_wrong_by_hours(rig):
     assert 2.9 < offset_h < 3.1, offset_h  # the upstream sees how far off the device is
 
 
-def _heartbeat(rig: Rig):  # noqa: ANN202
+def _heartbeat(rig: Rig):
     fleet = json.loads(run_kiosk("upstream", "fleet", "--db", rig.db).stdout)
     return fleet["devices"][0]["heartbeat"]
 

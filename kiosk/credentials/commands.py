@@ -125,7 +125,7 @@ def cmd_provisioning_make(args: argparse.Namespace) -> int:
             return _fail(f"{option} {out}: accepted is a .pdf file in a folder that exists")
     config = config_from_args(args)
     key = read_key(str(Path(args.key).absolute()), "--key")
-    mistake = public_key_mistake(Path(args.key), key, config.provisioning.authority_key)  # type: ignore[arg-type]
+    mistake = public_key_mistake(Path(args.key), key, config.provisioning.authority_key)
     if mistake:
         return _fail(mistake)
     try:
@@ -135,7 +135,7 @@ def cmd_provisioning_make(args: argparse.Namespace) -> int:
     code = ProvisioningCode(args.venue_id, args.venue_name, args.direction, args.upstream, args.token,
                             issued_ms // 1000)
     try:
-        text = make_code(key, code)  # type: ignore[arg-type]
+        text = make_code(key, code)
     except ProvisioningError as exc:
         field = str(exc)
         return _fail(f"provisioning code not made: {field} is not acceptable; accepted: {ACCEPTS.get(field, field)}")

@@ -77,7 +77,7 @@ class SilentDeviceAlerts:
         while not stop.is_set():
             try:
                 self.check_once()
-            except Exception:  # noqa: BLE001 - the watcher must outlive a database restart
+            except Exception:  # the watcher must outlive a database restart
                 log.exception("silent-device check failed")
             stop.wait(every_s)
 

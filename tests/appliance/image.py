@@ -86,7 +86,7 @@ def _run(step: str, cmd: list[str], log: Path, timeout: float, **kw) -> None:
         raise BuildError(f"{step}: exit code {proc.returncode}; read {log}")
 
 
-def _complete(final: Path, build) -> Path:  # noqa: ANN001
+def _complete(final: Path, build) -> Path:
     """``final`` if it exists, else ``build(tmp)`` into a temporary folder renamed to ``final``."""
     if final.is_dir():
         return final
