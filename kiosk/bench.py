@@ -18,7 +18,7 @@ from typing import Any, Callable
 # target -> "module:function(args) -> dict"; imported only when that benchmark runs.
 BENCHMARKS: dict[str, str] = {
     "pipeline": "kiosk.bench:bench_pipeline",
-    "sync": "sync.bench:bench_sync",
+    "sync": "kiosk.sync_bench:bench_sync",
     "credentials": "kiosk.credentials.bench:bench_credentials",
     "beacon": "beacon.bench:bench_beacon",
     "screen": "kiosk.screen.bench:bench_screen",

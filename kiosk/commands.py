@@ -59,7 +59,7 @@ def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kiosk.lifecycle import stop_on_signals
+    from kiosk.core.lifecycle import stop_on_signals
     from kiosk.provisioning import ProvisioningFlow
     from kiosk.service import run_scanner
 

@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Callable
 
-from kiosk.config import Config, SettingsWatch
+from kiosk.core.config import Config, SettingsWatch
 from kiosk.events import OutcomeSink
 
 log = logging.getLogger("kiosk.desk")

@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from kiosk.records import CameraState
+from kiosk.core.records import CameraState
 from scanner.camera.base import Camera, CameraError
 from scanner.grabber import DirectReader, FrameGrabber
 

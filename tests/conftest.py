@@ -27,7 +27,7 @@ def state_dir(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def authority_keys() -> tuple[bytes, bytes]:
     """The health authority's sealing key pair (private, public); devices get only the public one."""
-    from kiosk.privacy import new_sealing_keypair
+    from kiosk.core.privacy import new_sealing_keypair
 
     return new_sealing_keypair()
 
@@ -65,7 +65,7 @@ pattern = '{TEST_PATTERN}'
 
 @pytest.fixture
 def config(config_file: Path):
-    from kiosk.config import load_config
+    from kiosk.core.config import load_config
 
     return load_config(config_file)
 

@@ -158,7 +158,7 @@ def test_an_upstream_database_made_before_device_bound_tokens_is_upgraded(tmp_pa
     import sqlite3
 
     from sync.protocol import ProtocolError
-    from sync.storage import Storage
+    from sync.upstream.storage import Storage
 
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:  # the tokens table as earlier versions made it

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import run_kiosk
-from kiosk.config import Config, ConfigError
+from kiosk.core.config import Config, ConfigError
 from kiosk.credentials.personal import PersonalTokenFormat
 
 NESTED = r"PC-([0-9A-F]+)+-OK"  # plausible, and exponential on a backtracking engine

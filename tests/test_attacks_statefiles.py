@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, kiosk_env, run_kiosk
 from credential_factory import CCCD
-from kiosk.privacy import write_private_file
+from kiosk.core.privacy import write_private_file
 
 
 @pytest.fixture

@@ -87,7 +87,7 @@ def test_controller_errors_become_clear_messages(bt_emulator):
 def test_beacon_survives_the_adapter_disappearing_and_returning(tmp_path, state_dir):
     from beacon.emulator import Emulator
     from beacon.service import BeaconService
-    from kiosk.config import BeaconConfig
+    from kiosk.core.config import BeaconConfig
 
     emulator = Emulator(tmp_path / "bt").start()
     states = []

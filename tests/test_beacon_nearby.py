@@ -6,7 +6,7 @@ from beacon.ids import SLOT_MS, slot_start_ms
 from beacon.nearby import MAX_TRACKED, HciScanner, NearbyCounter, Sighting, open_scanner, BluepyScanner, ScanError
 from beacon.service import BeaconClock
 from bluezone_phone import Phone
-from kiosk.config import BeaconConfig
+from kiosk.core.config import BeaconConfig
 from test_beacon_emulator import wait_for
 from test_beacon_service import real_ms, start_service
 

@@ -11,7 +11,7 @@ from beacon.service import BeaconClock, BeaconService
 from beacon.transport import CapabilityMissing, explain_socket_error
 from bluezone_phone import Phone
 from conftest import run_kiosk
-from kiosk.config import BeaconConfig
+from kiosk.core.config import BeaconConfig
 from test_beacon_emulator import wait_for
 
 

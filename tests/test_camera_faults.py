@@ -143,7 +143,7 @@ def test_a_driver_raising_something_unexpected_is_a_lost_camera_not_a_crash(conf
 @pytest.mark.parametrize("state, problem", [("ok", False), ("stalled", True), ("lost", True)])
 def test_the_screen_shows_a_stalled_or_lost_camera_as_a_problem(state_dir, state, problem):
     from kiosk.screen.statusbar import StatusPoller
-    from kiosk.store import Store
+    from kiosk.core.store import Store
 
     store = Store.open(state_dir)
     store.set_status("camera", state, {"backend": "picamera2", "error": "no frame for 2.4 s"})

@@ -4,7 +4,7 @@ import json
 import re
 
 from conftest import run_kiosk
-from kiosk.store import Store
+from kiosk.core.store import Store
 from scanner.camera.synthetic import demo_token
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_kiosk
-from kiosk.config import Config, ConfigError, documented_keys, load_config
+from kiosk.core.config import Config, ConfigError, documented_keys, load_config
 
 EXAMPLE = ROOT / "kiosk" / "kiosk.example.toml"
 
@@ -81,7 +81,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_settings_made_on_the_device_override_the_file_and_survive_restart(config_file, state_dir):
-    from kiosk.config import save_overrides
+    from kiosk.core.config import save_overrides
 
     save_overrides(state_dir, {"device": {"direction": "exit", "venue_name": 'Chợ "Lớn"'}})
     config = load_config(config_file)

@@ -11,9 +11,9 @@ import uuid
 import pygame
 
 from conftest import run_kiosk
-from kiosk.clock import LOCAL_ZONE, local_day_start_ms
+from kiosk.core.clock import LOCAL_ZONE, local_day_start_ms
 from kiosk.screen.statusbar import StatusPoller
-from kiosk.store import CheckinRow, Store
+from kiosk.core.store import CheckinRow, Store
 from test_screen_app import fonts, kiosk  # noqa: F401 - fixtures
 
 

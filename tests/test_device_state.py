@@ -22,13 +22,13 @@ import pygame
 import pytest
 
 from conftest import ROOT, kiosk_env, run_kiosk, start_kiosk
-from kiosk.config import load_config, save_overrides
+from kiosk.core.config import load_config, save_overrides
 from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
 from kiosk.pipeline import Pipeline
 from kiosk.provisioning import ProvisioningFlow
 from kiosk.screen.app import ScreenApp
 from kiosk.service import run_scanner
-from kiosk.store import Store
+from kiosk.core.store import Store
 from scanner.camera.base import Camera
 from scanner.render import render_code, scene
 from sync.enroll import INTENT_FILE
@@ -378,7 +378,7 @@ def test_a_settings_file_broken_while_running_is_logged_and_the_venue_kept(tmp_p
 def test_two_writers_at_once_both_take_effect(tmp_path):
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    writer = ("import sys; from pathlib import Path; from kiosk.config import save_overrides\n"
+    writer = ("import sys; from pathlib import Path; from kiosk.core.config import save_overrides\n"
               "for n in range(40): save_overrides(Path(sys.argv[1]), {sys.argv[2]: {sys.argv[3]: sys.argv[4 + n % 2]}})\n")
     procs = [subprocess.Popen([sys.executable, "-c", writer, str(state_dir), *args], env=kiosk_env(), cwd=ROOT)
              for args in (("device", "direction", "exit", "entry"), ("screen", "language", "en", "vi"))]
@@ -436,5 +436,5 @@ def test_a_damaged_enrollment_file_is_attention_and_nothing_uploads_as_someone_e
     (state_dir / "sync-enrollment.json").write_bytes(damage)
     code, report = status(config_file)
     assert code == 1 and any("sync-enrollment.json is damaged" in a for a in report["attention"]), report["attention"]
-    result = run_kiosk("--config", str(config_file), "sync", "--once")  # kiosk/statefiles.py: exit 3, the file named
+    result = run_kiosk("--config", str(config_file), "sync", "--once")  # kiosk/core/statefiles.py: exit 3, the file named
     assert result.returncode == 3 and "sync-enrollment.json" in result.stderr and "Traceback" not in result.stderr

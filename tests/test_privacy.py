@@ -14,7 +14,7 @@ from conftest import run_kiosk
 from credential_factory import CCCD, Issuer
 from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
 from kiosk.pipeline import Pipeline
-from kiosk.privacy import new_sealing_keypair, unseal_subject, visitor_ref
+from kiosk.core.privacy import new_sealing_keypair, unseal_subject, visitor_ref
 
 TOKEN = "DEMO-HQR-00000000ABCD"
 ENROLL = "enroll-SECRET-0123456789"

@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 
 from conftest import run_kiosk
-from kiosk.config import SettingsWatch, load_config, save_overrides
+from kiosk.core.config import SettingsWatch, load_config, save_overrides
 from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
 from kiosk.events import PROVISIONING
 from kiosk.pipeline import Pipeline
 from kiosk.provisioning import ProvisioningFlow
 from kiosk.status import gather
-from kiosk.store import Store
+from kiosk.core.store import Store
 from scanner.render import render_code, scene
 from sync.enroll import INTENT_FILE, IntentDamaged, load_intent
 

@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame
 
-from kiosk.config import ConfigError, load_config
+from kiosk.core.config import ConfigError, load_config
 from kiosk.credentials import Credential
 from kiosk.events import Outcome
 from kiosk.screen.app import SYNC_WAKE_FILE, ScreenApp

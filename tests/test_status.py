@@ -12,9 +12,9 @@ from pathlib import Path
 import uuid
 
 from conftest import run_kiosk
-from kiosk.config import save_overrides
+from kiosk.core.config import save_overrides
 from kiosk.status import EXIT_ATTENTION, EXIT_NO_STATE, EXIT_OK, gather
-from kiosk.store import DB_NAME, Store
+from kiosk.core.store import DB_NAME, Store
 
 DAY_MS = 86_400_000
 

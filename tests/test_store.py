@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.pipeline import Pipeline
-from kiosk.store import DB_NAME, SCHEMA_VERSION, StorageError, Store
+from kiosk.core.store import DB_NAME, SCHEMA_VERSION, StorageError, Store
 from scanner.camera.synthetic import demo_token
 from test_pipeline import FixedClock
 

@@ -21,8 +21,8 @@ def test_bench_sync_delivers_the_backlog_and_measures_its_floor():
 
 
 def test_the_floor_inserts_every_column_of_the_upstreams_table(tmp_path):
-    from sync.bench import executemany_floor
-    from sync.storage import CHECKIN_COLUMNS
+    from kiosk.sync_bench import executemany_floor
+    from sync.upstream.storage import CHECKIN_COLUMNS
 
     executemany_floor(tmp_path / "floor.db", 25)
     with sqlite3.connect(tmp_path / "floor.db") as conn:

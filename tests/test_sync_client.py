@@ -18,8 +18,8 @@ from cryptography.x509.oid import NameOID
 
 from conftest import ROOT, kiosk_env, run_kiosk
 from faultproxy import FaultProxy
-from kiosk.config import ConfigError, load_config
-from kiosk.store import Store
+from kiosk.core.config import ConfigError, load_config
+from kiosk.core.store import Store
 from sync.backlog import seed_backlog
 from upstream_helpers import provision, start_upstream, token, upstream_ids, write_device_config
 
@@ -285,7 +285,7 @@ def test_heartbeat_and_beacon_key_from_the_device(tmp_path, upstream):
     assert heartbeat["nearby_phones"] == 7 and heartbeat["queue_depth"] == 0
     assert heartbeat["components"]["camera"] == {"state": "ok", "detail": {"backend": "synthetic", "fps": 14.8}}
     assert heartbeat["disk_free_bytes"] > 0 and heartbeat["software_version"]
-    from sync.storage import Storage
+    from sync.upstream.storage import Storage
 
     keys = Storage(upstream.db).beacon_keys("VENUE-1")
     assert keys == [{"device_id": "test-device", "key_day": "2020-08-08",

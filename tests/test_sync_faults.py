@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, kiosk_env, run_kiosk
 from faultproxy import FaultProxy
-from kiosk.store import Store
+from kiosk.core.store import Store
 from sync.backlog import seed_backlog
 from upstream_helpers import provision, start_upstream, upstream_ids, write_device_config
 

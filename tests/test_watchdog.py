@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, kiosk_env
-from kiosk.config import load_config
+from kiosk.core.config import load_config
 from kiosk.health import ScannerHealth
 from kiosk.pipeline import Pipeline
 from kiosk.service import run_scanner
-from kiosk.watchdog import LoopWatch, Notifier
+from kiosk.core.watchdog import LoopWatch, Notifier
 from scanner.camera import Camera, CameraMissing
 from scanner.camera.synthetic import SyntheticCamera
 

@@ -24,7 +24,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from conftest import ROOT, kiosk_env, run_kiosk
-from kiosk.privacy import new_sealing_keypair
+from kiosk.core.privacy import new_sealing_keypair
 from sync import protocol as p
 
 
@@ -108,7 +108,7 @@ def provision(config_file: Path, upstream: Upstream, venue: str = "VENUE-1", url
 
 def upstream_ids(db: str) -> list[str]:
     """Every stored check-in id, with repeats if any were stored twice (they must not be)."""
-    from sync.storage import Storage
+    from sync.upstream.storage import Storage
 
     storage = Storage(db)
     try:

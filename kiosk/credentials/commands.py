@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kiosk.clock import parse_instant_ms
+from kiosk.core.clock import parse_instant_ms
 
 MAX_FILE_BYTES = 65536 + 2  # the largest payload the config allows, plus a line ending
 
@@ -96,7 +96,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_authority_keys(args: argparse.Namespace) -> int:
     from kiosk.credentials.provisioning import new_signing_keypair
-    from kiosk.privacy import new_sealing_keypair, write_private_file
+    from kiosk.core.privacy import new_sealing_keypair, write_private_file
 
     folder: Path = args.folder
     if folder.exists() and any(folder.iterdir()):
@@ -115,7 +115,7 @@ def cmd_authority_keys(args: argparse.Namespace) -> int:
 
 def cmd_provisioning_make(args: argparse.Namespace) -> int:
     from kiosk.credentials.provisioning import ProvisioningCode, ProvisioningError, make_code
-    from kiosk.privacy import read_key
+    from kiosk.core.privacy import read_key
 
     from kiosk.cli import config_from_args
     from kiosk.credentials.provisioning import ACCEPTS, public_key_mistake

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from kiosk.clock import local_time
+from kiosk.core.clock import local_time
 from kiosk.credentials.provisioning import ProvisioningCode
 
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # its font subsetting logs every glyph at INFO

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pygame
 
-from kiosk.config import Config, ConfigError, SettingsWatch, save_overrides
+from kiosk.core.config import Config, ConfigError, SettingsWatch, save_overrides
 from kiosk.credentials import Credential
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, Outcome
 from kiosk.screen import render

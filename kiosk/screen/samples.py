@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pygame
 
-from kiosk.config import Config
+from kiosk.core.config import Config
 from kiosk.credentials import Credential
 from kiosk.credentials.base import ACCEPTED, REJECTED
 from kiosk.events import DUPLICATE, ERROR, PROVISIONING, Outcome

@@ -13,8 +13,8 @@ import urllib.error
 import urllib.request
 from typing import Any, AsyncIterator
 
-from sync.console.localtime import iso_local
-from sync.storage import Storage, now_ms
+from sync.upstream.console.localtime import iso_local
+from sync.upstream.storage import Storage, now_ms
 
 log = logging.getLogger("sync.console.alerts")
 
