@@ -9,6 +9,7 @@ import time
 import uuid
 
 import pygame
+import pytest
 
 from conftest import run_kiosk
 from kiosk.core.clock import LOCAL_ZONE, local_day_start_ms
@@ -32,6 +33,7 @@ def test_local_midnight_is_vietnam_midnight():
     assert dt.datetime.fromtimestamp(local_day_start_ms(before) / 1000, LOCAL_ZONE).hour == 0
 
 
+@pytest.mark.system
 def test_status_json_counts_todays_checkins_in_local_time(config_file, state_dir):
     assert run_kiosk("--config", str(config_file), "checkin", "--payload", "DEMO-HQR-00000000000A").returncode == 0
     store = Store.open(state_dir)

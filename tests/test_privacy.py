@@ -115,6 +115,7 @@ def test_without_authority_key_check_ins_are_refused_but_provisioning_works(conf
     pipeline.close()
 
 
+@pytest.mark.system
 def test_checkin_command_without_or_with_a_bad_authority_key(tmp_path, state_dir):
     path = tmp_path / "k.toml"
     path.write_text(f"[device]\nvenue_id = 'V1'\nstate_dir = '{state_dir}'\n")

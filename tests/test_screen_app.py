@@ -376,6 +376,7 @@ def test_provisioning_can_be_cancelled_fails_visibly_and_times_out(fonts, config
 
 
 # ---- never in the way -------------------------------------------------------------------------
+@pytest.mark.system
 def test_scanner_and_screen_never_wait_on_each_other(fonts, config):
     """A stalled screen does not stop scanning, and a stalled pipeline does not stop drawing."""
     from kiosk.pipeline import Pipeline

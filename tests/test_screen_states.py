@@ -101,6 +101,7 @@ def test_languages_change_the_words_not_the_layout(fonts, tmp_path):
     assert (crop(vi, text) != crop(en, text)).any()
 
 
+@pytest.mark.system
 def test_screenshot_command_writes_the_png_and_refuses_bad_arguments(tmp_path):
     out = tmp_path / "expired.png"
     result = run_kiosk("screenshot", "--state", "expired", "--size", "1024x600", "--lang", "en", str(out))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
+
 from kiosk.screen.statusbar import StatusPoller, bar_items
 from kiosk.core.store import CheckinRow, Store
 
 
+@pytest.mark.system
 def test_poller_reads_statuses_and_queue_from_the_real_database(state_dir):
     store = Store.open(state_dir)
     now = time.time_ns() // 10**6

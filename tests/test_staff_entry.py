@@ -224,6 +224,7 @@ def test_an_upstream_database_from_before_gets_the_new_columns(tmp_path):
 
 
 # ---- end to end: typed on the screen's desk, uploaded, unsealed by the authority --------------------
+@pytest.mark.system
 def test_a_staff_entry_and_a_companion_reach_the_upstream_sealed(tmp_path):
     upstream = start_upstream(str(tmp_path / "upstream.db"))
     try:

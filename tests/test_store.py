@@ -94,6 +94,7 @@ def small_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.system
 @needs_root
 def test_disk_full_refuses_scan_keeps_earlier_checkins_and_recovers(config, small_fs):
     config = config.replace(device={"state_dir": str(small_fs)})
@@ -119,6 +120,7 @@ def test_disk_full_refuses_scan_keeps_earlier_checkins_and_recovers(config, smal
     p.close()
 
 
+@pytest.mark.system
 @needs_root
 def test_read_only_state_directory_refuses_scan_and_recovers(config, small_fs):
     config = config.replace(device={"state_dir": str(small_fs)})

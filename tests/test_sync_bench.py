@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from conftest import run_kiosk
 
 
+@pytest.mark.system
 def test_bench_sync_delivers_the_backlog_and_measures_its_floor():
     result = run_kiosk("bench", "sync", "--backlog", "500", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -275,6 +275,7 @@ def test_trace_and_authority_export_unseal_only_with_the_authority_key(upstream,
     assert wrong.returncode == 1 and "wrong authority key" in wrong.stderr and "Trần" not in wrong.stdout
 
 
+@pytest.mark.system
 def test_serve_refuses_a_bad_listen_address(tmp_path):
     result = run_kiosk("upstream", "serve", "--db", str(tmp_path / "u.db"), "--listen", "nowhere")
     assert result.returncode == 2 and "HOST:PORT" in result.stderr
