@@ -102,10 +102,11 @@ def start_kiosk(*args: str, **popen: object) -> subprocess.Popen:
 @pytest.fixture(scope="session")
 def bt_emulator(tmp_path_factory):
     """BlueZ's btvirt, in its own mount namespace (beacon/emulator.py); one for the whole session."""
-    from beacon.emulator import Emulator
+    from beacon.emulator import Emulator, unavailable_reason
 
-    for tool, package in (("btvirt", "bluez-test-tools"), ("gcc", "gcc"), ("unshare", "util-linux")):
-        require_tool(tool, package)
+    missing = unavailable_reason()  # btvirt, gcc (its AF_ALG shim), unshare: each with its package
+    if missing:
+        pytest.fail(f"{missing}: apt-get install it  (./dev test installs it)")
     with Emulator(tmp_path_factory.mktemp("btvirt")) as emulator:
         yield emulator
 
@@ -179,7 +180,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     lanes = parser.getgroup("lanes", "the two test lanes (tests/conftest.py)")
     lanes.addoption("--system", action="store_true",
                     help="the system lane only: real servers, emulators, subprocesses, faults, browser")
-    lanes.addoption("--all", action="store_true", dest="all_lanes", help="both lanes (what CI runs)")
+    lanes.addoption("--all", action="store_true", dest="all_lanes", help="both lanes")
 
 
 def in_system_lane(item: pytest.Item) -> bool:
@@ -195,7 +196,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if config.getoption("all_lanes") or config.getoption("markexpr") or named:
         return
     system = config.getoption("system")
-    keep = [item for item in items if (item.get_closest_marker("system") is not None) == system]
-    if len(keep) != len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+    keep, other = [], []
+    for item in items:
+        (keep if (item.get_closest_marker("system") is not None) == system else other).append(item)
+    if other:
+        config.hook.pytest_deselected(items=other)
         items[:] = keep
