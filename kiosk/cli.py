@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kiosk.commands", "the kiosk: camera, scanner, check-ins (and the screen)"),
     "checkin": ("kiosk.commands", "record a check-in from a typed payload, as if it had been scanned"),
     "demo": ("kiosk.commands", "the whole appliance on built-in defaults, simulated hardware only"),
-    "bench": ("kiosk.commands", "benchmarks; each prints one JSON object"),
+    "bench": ("kiosk.bench", "benchmarks; each prints one JSON object"),
     "sync": ("sync.commands", "upload queued check-ins to the upstream (runs until stopped)"),
     "provision": ("sync.commands", "enroll this device with an upstream and set its venue"),
     "upstream": ("sync.upstream.commands", "the reference upstream server and its operator commands"),

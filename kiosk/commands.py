@@ -1,4 +1,4 @@
-"""The spine's subcommands: run, checkin, demo, bench."""
+"""The spine's subcommands: run, checkin, demo (``kiosk bench`` is kiosk/bench.py's)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import BinaryIO, Iterator
 
 from kiosk.events import ACCEPTED, DUPLICATE, PROVISIONING, JsonLinesSink
 
@@ -35,49 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="no window: the screen is drawn off-screen (SDL dummy driver); outcomes printed as lines")
     p.add_argument("--screenshots", type=Path, metavar="DIR", help="save a PNG of every screen shown")
     p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("bench", help="benchmarks; each prints one JSON object",
-                       description="Benchmarks; each prints one JSON object. Without a target: pipeline.")
-    targets = p.add_subparsers(dest="target", metavar="TARGET")
-    for target, (help_text, options) in BENCH_TARGETS.items():
-        t = targets.add_parser(target, help=help_text)
-        for flags, kwargs in options:
-            t.add_argument(*flags, **kwargs)
-        t.set_defaults(func=cmd_bench)
-
-    def pipeline_by_default(args: argparse.Namespace) -> int:
-        """`kiosk bench` alone: the pipeline benchmark with its defaults."""
-        args.target = "pipeline"
-        return cmd_bench(targets.choices["pipeline"].parse_args([], namespace=args))
-
-    p.set_defaults(func=pipeline_by_default)
-
-
-_SCANS = (("--scans",), {"type": int, "default": 2000, "help": "scans (payloads) to time"})
-# target -> (help, its own options): an option of one target is an error with another; the targets
-# are kiosk.bench.BENCHMARKS (tests/test_cli.py checks both name the same)
-BENCH_TARGETS: dict[str, tuple[str, list[tuple[tuple[str, ...], dict[str, Any]]]]] = {
-    "pipeline": ("frame to committed check-in, p50/p99, scans/s, memory", [
-        _SCANS,
-        (("--soak-seconds",), {"type": float, "default": 0.0, "help": "then this long at --rate scans/s"}),
-        (("--rate",), {"type": float, "default": 5.0, "help": "scans/s during the soak"}),
-    ]),
-    "credentials": ("classify and verify each payload kind", [_SCANS]),
-    "sync": ("a queued backlog to a local upstream", [
-        (("--backlog",), {"type": int, "default": 100_000, "help": "queued check-ins to upload"}),
-        (("--pg-url",), {"help": "also measure the upstream's ingest on this PostgreSQL database"}),
-    ]),
-    "screen": ("frame times of every screen state and size", [
-        (("--frames",), {"type": int, "default": 240, "help": "frames timed per state and size"}),
-    ]),
-    "scanner": ("the decoder on a corpus of rendered codes", [
-        (("--seed",), {"type": int, "default": 0, "help": "corpus seed"}),
-        (("--save-frames",), {"metavar": "DIR", "help": "also write every corpus frame as a PNG"}),
-    ]),
-    "beacon": ("slot IDs and a slot switch on the emulated controller", []),
-    "appliance": ("kiosk status and settings propagation at scale", []),
-    "efficiency": ("CPU and memory against floors measured beside them", []),
-}
 
 
 def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001
@@ -173,10 +130,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     return run_demo(seconds=args.seconds, headless=args.headless, state_dir=args.state_dir,
                     screenshots=args.screenshots)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from kiosk.bench import run_benchmark
-
-    print(json.dumps(run_benchmark(args.target, args), indent=2))
-    return 0
