@@ -12,10 +12,10 @@ import pytest
 
 from conftest import ROOT, kiosk_env, run_kiosk
 from faultproxy import FaultProxy
-from kiosk.store import Store
+from kiosk.core.store import Store
 from sync import protocol as p
 from sync.backlog import seed_backlog
-from sync.storage import Storage
+from sync.upstream.storage import Storage
 from upstream_helpers import PostgresServer, RawDevice, provision, start_upstream, upstream_ids, write_device_config
 
 

@@ -23,8 +23,8 @@ from typing import Any
 import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from conftest import ROOT, kiosk_env, run_kiosk
-from kiosk.privacy import new_sealing_keypair
+from conftest import ROOT, kiosk_env, require_file, run_kiosk
+from kiosk.core.privacy import new_sealing_keypair
 from sync import protocol as p
 
 
@@ -108,7 +108,7 @@ def provision(config_file: Path, upstream: Upstream, venue: str = "VENUE-1", url
 
 def upstream_ids(db: str) -> list[str]:
     """Every stored check-in id, with repeats if any were stored twice (they must not be)."""
-    from sync.storage import Storage
+    from sync.upstream.storage import Storage
 
     storage = Storage(db)
     try:
@@ -159,7 +159,6 @@ class RawDevice:
 
 
 # ---- a real PostgreSQL server -------------------------------------------------------------------
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 class PostgresServer:
@@ -169,6 +168,8 @@ class PostgresServer:
     """
 
     def __init__(self) -> None:
+        # whichever major version the distribution has (Debian 12: 15)
+        self.bin = require_file("/usr/lib/postgresql/*/bin/initdb", "PostgreSQL", "postgresql").parent
         self.base = Path(tempfile.mkdtemp(prefix="kiosk-pg-"))
         self.port = free_port()
         self.as_user: list[str] = []
@@ -185,17 +186,17 @@ class PostgresServer:
             raise RuntimeError(f"{args[0]} failed: {result.stderr or result.stdout}")
 
     def start(self) -> "PostgresServer":
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "kiosk", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "kiosk", "--auth=trust", "-E", "UTF8", "--no-sync")
         self.resume()
         return self
 
     def resume(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-w", "-t", "60", "-o",
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-w", "-t", "60", "-o",
                   f"-k {self.base} -p {self.port} -c listen_addresses=127.0.0.1", "start")
 
     def pause(self) -> None:
         """Stop the server but keep its data (a database restart, as the upstream sees it)."""
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def stop(self) -> None:
         try:

@@ -25,14 +25,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiosk import __version__
 from sync import protocol as p
-from sync.console.pages import mount as mount_console
-from sync.audit import audit, token_id
-from sync.exposure import exposure_entries
+from sync.upstream.console.pages import mount as mount_console
+from sync.upstream.audit import audit, token_id
+from sync.upstream.exposure import exposure_entries
 from sync.protocol import ProtocolError
-from sync.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
+from sync.upstream.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
                          Error, Exposure, Fleet, Heartbeat, Stats, TimeReply, Trace)
-from sync.ratelimit import RateLimiter
-from sync.storage import Device, Storage, now_ms, token_hash
+from sync.upstream.ratelimit import RateLimiter
+from sync.upstream.storage import Device, Storage, now_ms, token_hash
 
 log = logging.getLogger("sync.server")
 
