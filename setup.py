@@ -28,8 +28,9 @@ DEVICE = [
 ]
 SERVER = [
     "fastapi>=0.110",           # the reference upstream's web framework (and its OpenAPI document)
-    "uvicorn>=0.29",            # production ASGI server for it
+    "uvicorn>=0.30",            # production ASGI server for it (>= 0.30: its multi-worker supervisor)
     "psycopg[binary]>=3.1",     # PostgreSQL storage for a national deployment
+    "psycopg-pool>=3.2",        # one bounded connection pool per worker: a saturated database is a quick 503, not a queue
     "jinja2>=3.1",              # the console's server-rendered pages (autoescaping templates)
     "argon2-cffi>=23.1",        # console passwords: Argon2id, a memory-hard hash
     "python-multipart>=0.0.9",  # the console's forms (Starlette's form parser)

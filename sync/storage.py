@@ -118,7 +118,15 @@ class Device:
 class Storage:
     """Thread-safe: each call borrows a connection from a small pool (uvicorn runs handlers in threads)."""
 
-    def __init__(self, url: str, pool_size: int = 8):
+    def __new__(cls, url: str, *args: Any, **kwargs: Any) -> "Storage":
+        """``postgresql://`` URLs get the pooled, partitioned PostgreSQL storage (sync/pg_storage.py)."""
+        if cls is Storage and url.startswith(("postgresql://", "postgres://")):
+            from sync.pg_storage import PgStorage
+
+            return super().__new__(PgStorage)
+        return super().__new__(cls)
+
+    def __init__(self, url: str, pool_size: int = 8, **_pg_only: Any):
         self.url = url
         self.dialect = "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
         self._pool: queue.LifoQueue = queue.LifoQueue()
