@@ -51,6 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trust X-Forwarded-For/-Proto only from these proxy addresses (comma-separated)")
     q.add_argument("--enroll-per-minute", type=int, default=None,
                    help="enrollment attempts allowed per client address a minute (default 30; 0 = no limit)")
+    q.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL only; each has its own pool)")
+    q.add_argument("--pool-size", type=int, default=None, help="PostgreSQL connections per worker (default 8)")
+    q.add_argument("--pool-timeout-s", type=float, default=None,
+                   help="longest wait for a free connection before answering 503 (default 1)")
+    q.add_argument("--max-inflight", type=int, default=None,
+                   help="requests in progress per worker beyond which it answers 503 at once (default 0 = no limit)")
     q.set_defaults(func=cmd_serve)
 
     q = usub.add_parser("user", help="people who may log in to the console")
@@ -103,6 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="the authority's sealing.key (from `kiosk authority-keys`)")
         q.set_defaults(func={"trace": cmd_trace, "exposure": cmd_exposure, "export": cmd_export}[name])
 
+    from sync.pg_commands import register as register_pg
+
+    register_pg(db_parser)
+
     q = db_parser("revoke", "revoke a device: its requests are refused from now on")
     q.add_argument("--device", required=True, metavar="ID")
     q.set_defaults(func=cmd_revoke)
@@ -115,7 +125,7 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
-def _storage(args: argparse.Namespace, create: bool = False):  # noqa: ANN202
+def _storage(args: argparse.Namespace, create: bool = False, **pool: Any):  # noqa: ANN202
     """The upstream's storage; a SQLite file must exist unless ``create`` (only `serve` creates one),
     so a mistyped --db is an error, not an empty database answering zero rows. Every operator
     command but ``serve`` leaves an audit line saying who ran what."""
@@ -127,7 +137,7 @@ def _storage(args: argparse.Namespace, create: bool = False):  # noqa: ANN202
             print(f"kiosk: no upstream database at {path} (`kiosk upstream serve --db {args.db}` creates one)",
                   file=sys.stderr)
             raise SystemExit(2)
-    storage = Storage(args.db)
+    storage = Storage(args.db, **pool)
     if args.upstream_command != "serve":
         import getpass
 
@@ -271,7 +281,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                  "clock_window_ms": int(args.clock_window_s * 1000) if args.clock_window_s else None,
                                  "silent_after_s": args.silent_after_s, "alert_webhook_url": args.alert_webhook,
                                  "alert_check_s": args.alert_check_s,
-                                 "enroll_per_minute": args.enroll_per_minute}.items() if v is not None}
+                                 "enroll_per_minute": args.enroll_per_minute,
+                                 "max_inflight": args.max_inflight}.items() if v is not None}
     if args.alert_webhook:
         from sync.console.alerts import check_webhook_url
 
@@ -281,7 +292,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"kiosk: {exc}", file=sys.stderr)
             return 2
     settings = dataclasses.replace(ServerSettings(), **changes)
-    storage = _storage(args, create=True)
+    pool = {k: v for k, v in {"pool_size": args.pool_size, "pool_timeout_s": args.pool_timeout_s}.items()
+            if v is not None}
+    postgres = args.db.startswith(("postgresql://", "postgres://"))
+    if (args.workers != 1 or pool) and not postgres:
+        print("kiosk: --workers, --pool-size and --pool-timeout-s need PostgreSQL (--db postgresql://...): "
+              "SQLite storage serves one worker", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("kiosk: --workers must be at least 1", file=sys.stderr)
+        return 2
+    storage = _storage(args, create=True, **pool)
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -289,7 +310,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     scheme = "https" if args.tls_cert else "http"
     shown = f"[{host}]" if ":" in host else host
-    print(f"kiosk upstream listening on {scheme}://{shown}:{sock.getsockname()[1]} ({storage.dialect})", flush=True)
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    print(f"kiosk upstream listening on {scheme}://{shown}:{sock.getsockname()[1]} ({storage.dialect}{workers})",
+          flush=True)
+    if args.workers > 1:
+        from sync.workers import serve_workers
+
+        create_app(storage, settings)  # the console's tables, made once here rather than by N workers racing
+        storage.close()
+        serve_workers(args.db, settings, pool, sock, args.workers, args.tls_cert, args.tls_key,
+                      log_level=args.log_level.lower() if args.log_level != "INFO" else "warning",
+                      app_log_level=args.log_level, forwarded_allow_ips=args.forwarded_allow_ips)
+        return 0
     server = make_server(create_app(storage, settings), args.tls_cert, args.tls_key,
                          log_level=args.log_level.lower() if args.log_level != "INFO" else "warning",
                          forwarded_allow_ips=args.forwarded_allow_ips)

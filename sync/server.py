@@ -32,6 +32,7 @@ from sync.protocol import ProtocolError
 from sync.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
                          Error, Exposure, Fleet, Heartbeat, Stats, TimeReply, Trace)
 from sync.ratelimit import RateLimiter
+from sync.shedding import install as install_shedding
 from sync.storage import Device, Storage, now_ms, token_hash
 
 log = logging.getLogger("sync.server")
@@ -49,6 +50,8 @@ class ServerSettings:
     alert_webhook_url: str | None = None  # the console posts silent devices here, once per outage
     alert_check_s: float = 30.0
     enroll_per_minute: int = 30  # enrollment attempts per client address a minute (as a burst too); 0 = no limit
+    max_inflight: int = 0  # requests in progress per worker beyond which it answers 503 at once; 0 = no limit
+    shed_retry_after_s: int = 3  # a shed request's Retry-After is spread over 1..this many seconds
 
 
 def error_response(status: int, reason: str, message: str, fields: list | None = None,
@@ -199,6 +202,7 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
     app.state.settings = settings
     app.state.enroll_limiter = RateLimiter(settings.enroll_per_minute, max(1, settings.enroll_per_minute))
     _install_error_handlers(app)
+    install_shedding(app, settings.max_inflight, settings.shed_retry_after_s)  # sync/shedding.py
 
     public = APIRouter(prefix=p.API, tags=["device"])
 

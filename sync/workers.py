@@ -1,0 +1,57 @@
+"""``kiosk upstream serve --workers N``: N stateless uvicorn worker processes on one listening socket.
+
+The parent binds the socket, migrates the database and creates the console's tables once, then
+hands over to uvicorn's own supervisor (``uvicorn.supervisors.Multiprocess``: it restarts a worker
+that dies and stops them all on SIGTERM). Each worker is a fresh process (spawned, not forked) that
+builds its own app and its own connection pool from the environment, so nothing is shared between
+workers but the database: which is the point (docs/scale.md, "where state lives").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import socket
+from typing import Any
+
+from fastapi import FastAPI
+
+ENV_DB = "KIOSK_UPSTREAM_DB"
+ENV_SETTINGS = "KIOSK_UPSTREAM_SETTINGS"
+ENV_POOL = "KIOSK_UPSTREAM_POOL"
+ENV_LOG_LEVEL = "KIOSK_UPSTREAM_LOG_LEVEL"
+
+
+def worker_app() -> FastAPI:
+    """The app of one worker (uvicorn calls this factory in each worker process)."""
+    from kiosk.logs import setup_logging
+    from sync.server import ServerSettings, create_app
+    from sync.storage import Storage
+
+    setup_logging(os.environ.get(ENV_LOG_LEVEL, "INFO"))
+    settings = ServerSettings(**json.loads(os.environ[ENV_SETTINGS]))
+    storage = Storage(os.environ[ENV_DB], **json.loads(os.environ.get(ENV_POOL, "{}")))
+    app = create_app(storage, settings)
+    app.router.add_event_handler("shutdown", storage.close)
+    return app
+
+
+def serve_workers(db: str, settings: Any, pool: dict[str, Any], sock: socket.socket, workers: int,
+                  tls_cert: str | None, tls_key: str | None, log_level: str, app_log_level: str,
+                  forwarded_allow_ips: str | None) -> None:
+    """Run ``workers`` processes on ``sock`` until SIGTERM/SIGINT; the caller has migrated the database."""
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    os.environ[ENV_DB] = db
+    os.environ[ENV_SETTINGS] = json.dumps(dataclasses.asdict(settings))
+    os.environ[ENV_POOL] = json.dumps(pool)
+    os.environ[ENV_LOG_LEVEL] = app_log_level
+    config = uvicorn.Config("sync.workers:worker_app", factory=True, workers=workers, log_level=log_level,
+                            access_log=False, timeout_keep_alive=30, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                            server_header=False, proxy_headers=bool(forwarded_allow_ips),
+                            forwarded_allow_ips=forwarded_allow_ips)
+    logging.getLogger("sync.workers").info("starting %d workers", workers)
+    Multiprocess(config, sockets=[sock]).run()
