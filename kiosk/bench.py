@@ -19,6 +19,7 @@ from typing import Any, Callable
 BENCHMARKS: dict[str, str] = {
     "pipeline": "kiosk.bench:bench_pipeline",
     "sync": "sync.bench:bench_sync",
+    "fleet": "sync.fleet_bench:bench_fleet",
     "credentials": "kiosk.credentials.bench:bench_credentials",
     "beacon": "beacon.bench:bench_beacon",
     "screen": "kiosk.screen.bench:bench_screen",
