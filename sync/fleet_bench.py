@@ -279,7 +279,7 @@ def _fresh_database(server_url: str) -> tuple[str, str]:
 
 
 def run_fleet(pg_server_url: str | None, devices: int, per_device: int, workers: int, storm: bool = False,
-              batch: int = 100, concurrency: int = 100, pool_size: int = 8, max_inflight: int = 64,
+              batch: int = 100, concurrency: int = 50, pool_size: int = 8, max_inflight: int = 64,
               timeout_s: float = 30.0) -> dict[str, Any]:
     """The whole benchmark; ``pg_server_url`` None = a throwaway PostgreSQL server of its own."""
     import psycopg
@@ -362,7 +362,7 @@ def run_fleet(pg_server_url: str | None, devices: int, per_device: int, workers:
             temp.stop()
         else:
             with psycopg.connect(pg_server_url, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name}")
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def bench_fleet(args: argparse.Namespace) -> dict[str, Any]:

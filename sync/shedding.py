@@ -13,9 +13,10 @@ come back in the same second.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from typing import Any, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -69,5 +70,21 @@ def install(app: FastAPI, max_inflight: int, retry_after_s: int) -> None:
         return shed_response(retry_after_s, str(exc))
 
     app.add_exception_handler(Overloaded, overloaded)
+
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        # Sync handlers run in anyio's worker threads (40 by default). More threads than database
+        # connections only queue on the pool while contending for the GIL with the event loop.
+        import anyio.to_thread
+
+        storage = application.state.storage
+        if getattr(storage, "dialect", None) == "postgresql" and getattr(storage, "pool_size", None):
+            anyio.to_thread.current_default_thread_limiter().total_tokens = max(4, 2 * storage.pool_size)
+        async with inner(application) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan
     if max_inflight > 0:
         app.add_middleware(InflightLimit, limit=max_inflight, retry_after_s=retry_after_s)

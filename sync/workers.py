@@ -9,12 +9,13 @@ workers but the database: which is the point (docs/scale.md, "where state lives"
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import socket
-from typing import Any
+from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
 
@@ -34,7 +35,17 @@ def worker_app() -> FastAPI:
     settings = ServerSettings(**json.loads(os.environ[ENV_SETTINGS]))
     storage = Storage(os.environ[ENV_DB], **json.loads(os.environ.get(ENV_POOL, "{}")))
     app = create_app(storage, settings)
-    app.router.add_event_handler("shutdown", storage.close)
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(application: FastAPI) -> AsyncIterator[Any]:
+        try:
+            async with inner(application) as state:
+                yield state
+        finally:
+            storage.close()  # the pool's connections end with the worker, not by the server's timeout
+
+    app.router.lifespan_context = lifespan
     return app
 
 
