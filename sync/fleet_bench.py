@@ -197,19 +197,22 @@ def _copy_floor(url: str, venue_prefix: str) -> dict[str, Any]:
         days = [r[0] for r in conn.execute(
             "SELECT DISTINCT utc_ms / %s FROM checkins WHERE venue_id LIKE %s", [partitions.DAY_MS, venue_prefix + "%"])]
         rows = conn.execute("SELECT count(*) FROM checkins WHERE venue_id LIKE %s", [venue_prefix + "%"]).fetchone()[0]
-        conn.execute("DROP TABLE IF EXISTS copy_floor")
-        conn.execute("CREATE TABLE copy_floor (LIKE checkins INCLUDING DEFAULTS INCLUDING CONSTRAINTS, "
-                     "PRIMARY KEY (venue_id, utc_ms, id)) PARTITION BY RANGE (utc_ms)")
-        for d in days:
-            conn.execute(f"CREATE TABLE copy_floor_{d} PARTITION OF copy_floor FOR VALUES FROM "
-                         f"({d * partitions.DAY_MS}) TO ({(d + 1) * partitions.DAY_MS})")
         data = buffer.getvalue()
-        started = time.perf_counter()
-        with conn.transaction():
-            with conn.cursor().copy("COPY copy_floor FROM STDIN (FORMAT binary)") as copy:
-                for at in range(0, len(data), 1 << 20):
-                    copy.write(data[at:at + (1 << 20)])
-        copy_s = time.perf_counter() - started
+        best_s = float("inf")
+        for _ in range(3):  # the best of three: the floor is what PostgreSQL can do, not what a busy second allowed
+            conn.execute("DROP TABLE IF EXISTS copy_floor")
+            conn.execute("CREATE TABLE copy_floor (LIKE checkins INCLUDING DEFAULTS INCLUDING CONSTRAINTS, "
+                         "PRIMARY KEY (venue_id, utc_ms, id)) PARTITION BY RANGE (utc_ms)")
+            for d in days:
+                conn.execute(f"CREATE TABLE copy_floor_{d} PARTITION OF copy_floor FOR VALUES FROM "
+                             f"({d * partitions.DAY_MS}) TO ({(d + 1) * partitions.DAY_MS})")
+            started = time.perf_counter()
+            with conn.transaction():
+                with conn.cursor().copy("COPY copy_floor FROM STDIN (FORMAT binary)") as copy:
+                    for at in range(0, len(data), 1 << 20):
+                        copy.write(data[at:at + (1 << 20)])
+            best_s = min(best_s, time.perf_counter() - started)
+        copy_s = best_s
         fullest = conn.execute("SELECT utc_ms / %s AS d, count(*) FROM copy_floor GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
                                [partitions.DAY_MS]).fetchone()
         started = time.perf_counter()
@@ -324,6 +327,8 @@ def run_fleet(pg_server_url: str | None, devices: int, per_device: int, workers:
         with psycopg.connect(url) as conn:
             stored_ids = [r[0] for r in conn.execute("SELECT id FROM checkins WHERE venue_id LIKE 'FLEET-%'")]
             beats = conn.execute("SELECT count(*) FROM devices WHERE last_heartbeat_ms IS NOT NULL").fetchone()[0]
+            size = conn.execute("SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits "
+                                "WHERE inhparent = 'checkins'::regclass").fetchone()[0]
         floor = _copy_floor(url, "FLEET-")
         delivered = len(set(stored_ids) & expected)
         ingest = delivered / wall_s if wall_s else 0.0
@@ -336,6 +341,7 @@ def run_fleet(pg_server_url: str | None, devices: int, per_device: int, workers:
             "duplicate_answers": tally.duplicate_answers,
             "errors": tally.errors + tally.rejected + enrolled.errors,
             "heartbeats": beats,
+            "bytes_per_checkin": round(size / len(stored_ids)) if stored_ids else None,  # table + key + TOAST, as stored
             "ingest_per_s": round(ingest), "copy_floor_per_s": floor["copy_floor_per_s"],
             "ingest_vs_copy": round(ingest / floor["copy_floor_per_s"], 3) if floor["copy_floor_per_s"] else None,
             "p50_ms": _percentile(tally.upload_ms, 0.50), "p99_ms": _percentile(tally.upload_ms, 0.99),

@@ -136,7 +136,7 @@ class PgStorage(Storage):
 
     # ---- device data --------------------------------------------------------------------------
     def store_checkins(self, device: Device, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Store a batch in one transaction with one multi-row insert; one result per item."""
+        """Store a batch with one multi-row insert (one statement, so one transaction); one result per item."""
         import psycopg
 
         at = now_ms()
@@ -149,34 +149,41 @@ class PgStorage(Storage):
 
     def _store(self, device: Device, items: list[dict[str, Any]], at: int) -> list[dict[str, Any]]:
         self._ensure_days([i["utc_ms"] for i in items])
+        venues = {device.venue_id}
+        if any(item["venue_id"] != device.venue_id for item in items):  # rows queued before a move of venue
+            venues |= {r["venue_id"] for r in self._query("SELECT venue_id FROM device_venues WHERE device_id = ?",
+                                                          [device.device_id])}
         results: dict[str, dict[str, Any]] = {}
-        with self._transaction() as cur:
-            cur.execute("SELECT venue_id FROM device_venues WHERE device_id = ?", [device.device_id])
-            venues = {r["venue_id"] for r in cur.fetchall()} | {device.venue_id}
-            rows = []
-            for item in items:
-                if item["id"] in results:
-                    continue
-                if item["device_id"] != device.device_id:
-                    results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "device-mismatch"}
-                elif item["venue_id"] not in venues:
-                    results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "venue-mismatch"}
-                else:
-                    results[item["id"]] = {"id": item["id"], "status": "stored", "reason": None}
-                    rows.append(item)
+        rows = []
+        for item in items:
+            if item["id"] in results:
+                continue
+            if item["device_id"] != device.device_id:
+                results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "device-mismatch"}
+            elif item["venue_id"] not in venues:
+                results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "venue-mismatch"}
+            else:
+                results[item["id"]] = {"id": item["id"], "status": "stored", "reason": None}
+                rows.append(item)
+        with self._connection() as conn:
             if rows:
+                # One statement, so one transaction without BEGIN/COMMIT round trips: the batch and the
+                # device's last-seen time are stored together or not at all.
                 columns = [[r.get(c, "camera" if c == "source" else None) for r in rows] for c, _ in _ARRAYS]
-                cur.execute(_INSERT, [at, *columns])
-                inserted = {r["id"] for r in cur.fetchall()}
-                repeats = [r for r in rows if r["id"] not in inserted]
-                if repeats:
-                    cur.execute(_REPEATS, [[r["venue_id"] for r in repeats], [r["utc_ms"] for r in repeats],
-                                           [r["id"] for r in repeats]])
-                    for r in cur.fetchall():
-                        same = r["device_id"] == device.device_id
-                        results[r["id"]] = {"id": r["id"], "status": "duplicate" if same else "rejected",
-                                            "reason": None if same else "id-conflict"}
-            cur.execute("UPDATE devices SET last_seen_ms = ? WHERE device_id = ?", [at, device.device_id])
+                inserted = {r["id"] for r in conn.execute(
+                    "WITH seen AS (UPDATE devices SET last_seen_ms = %s WHERE device_id = %s) " + _INSERT,
+                    [at, device.device_id, at, *columns]).fetchall()}
+            else:
+                conn.execute("UPDATE devices SET last_seen_ms = %s WHERE device_id = %s", [at, device.device_id])
+                inserted = set()
+            repeats = [r for r in rows if r["id"] not in inserted]
+            if repeats:
+                found = conn.execute(_REPEATS, [[r["venue_id"] for r in repeats], [r["utc_ms"] for r in repeats],
+                                                [r["id"] for r in repeats]]).fetchall()
+                for r in found:
+                    same = r["device_id"] == device.device_id
+                    results[r["id"]] = {"id": r["id"], "status": "duplicate" if same else "rejected",
+                                        "reason": None if same else "id-conflict"}
         return [results[item_id] for item_id in dict.fromkeys(i["id"] for i in items)]
 
     def record_heartbeat(self, device: Device, heartbeat: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI
@@ -57,7 +58,9 @@ def serve_workers(db: str, settings: Any, pool: dict[str, Any], sock: socket.soc
     from uvicorn.supervisors import Multiprocess
 
     os.environ[ENV_DB] = db
-    os.environ[ENV_SETTINGS] = json.dumps(dataclasses.asdict(settings))
+    # Silent-device alerts are watched once, here in the supervisor, not by every worker (each would
+    # post the same outage).
+    os.environ[ENV_SETTINGS] = json.dumps(dataclasses.asdict(dataclasses.replace(settings, alert_webhook_url=None)))
     os.environ[ENV_POOL] = json.dumps(pool)
     os.environ[ENV_LOG_LEVEL] = app_log_level
     config = uvicorn.Config("sync.workers:worker_app", factory=True, workers=workers, log_level=log_level,
@@ -65,4 +68,15 @@ def serve_workers(db: str, settings: Any, pool: dict[str, Any], sock: socket.soc
                             server_header=False, proxy_headers=bool(forwarded_allow_ips),
                             forwarded_allow_ips=forwarded_allow_ips)
     logging.getLogger("sync.workers").info("starting %d workers", workers)
-    Multiprocess(config, sockets=[sock]).run()
+    stop = threading.Event()
+    if settings.alert_webhook_url:
+        from sync.console.alerts import SilentDeviceAlerts
+        from sync.storage import Storage
+
+        watcher = SilentDeviceAlerts(Storage(db, pool_size=1), settings.silent_after_s, settings.alert_webhook_url)
+        threading.Thread(target=watcher.run, args=(stop, settings.alert_check_s), daemon=True,
+                         name="silent-device-alerts").start()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        stop.set()
