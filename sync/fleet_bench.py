@@ -55,6 +55,7 @@ class Tally:
     heartbeats: int = 0
     upload_ms: list[float] = field(default_factory=list)
     answer_ms: list[float] = field(default_factory=list)  # every answer, 503s included
+    server_ms: list[float] = field(default_factory=list)  # the worker's own time per answer (Server-Timing)
     error_samples: list[str] = field(default_factory=list)
 
 
@@ -106,6 +107,9 @@ async def _send(client: Any, url: str, path: str, dev: SimDevice, obj: Any, tall
         else:
             elapsed = (time.perf_counter() - started) * 1000
             tally.answer_ms.append(elapsed)
+            timing = answer.headers.get("server-timing", "")
+            if timing.startswith("app;dur="):
+                tally.server_ms.append(float(timing[8:]))
             if answer.status_code == 200:
                 if path == p.PATH_CHECKINS:
                     tally.upload_ms.append(elapsed)
@@ -346,6 +350,8 @@ def run_fleet(pg_server_url: str | None, devices: int, per_device: int, workers:
             "ingest_vs_copy": round(ingest / floor["copy_floor_per_s"], 3) if floor["copy_floor_per_s"] else None,
             "p50_ms": _percentile(tally.upload_ms, 0.50), "p99_ms": _percentile(tally.upload_ms, 0.99),
             "slowest_answer_ms": round(max(tally.answer_ms), 1) if tally.answer_ms else None,
+            "server_p99_ms": _percentile(tally.server_ms, 0.99),
+            "slowest_server_ms": round(max(tally.server_ms), 1) if tally.server_ms else None,
             "server_timeout_s": STATEMENT_TIMEOUT_S, "client_timeout_s": timeout_s,
             "shed_503": tally.shed_503 + enrolled.shed_503, "other_5xx": tally.other_5xx,
             "retries": tally.retries + enrolled.retries,

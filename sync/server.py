@@ -358,7 +358,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(256)
+    sock.listen(4096)  # a reconnect storm waits in the accept queue, not in SYN retries (capped by somaxconn)
     sock.set_inheritable(True)
     return sock
 

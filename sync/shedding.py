@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
@@ -55,8 +56,18 @@ class InflightLimit:
             await shed_response(self.retry_after_s, f"{self.inflight} requests in progress")(scope, receive, send)
             return
         self.inflight += 1
+        started = time.perf_counter()
+
+        async def timed_send(message: dict[str, Any]) -> None:
+            # Server-Timing: how long this worker held the request, so a client (the fleet bench) can tell
+            # the server's time from its own queueing and the kernel's accept queue.
+            if message["type"] == "http.response.start":
+                spent = f"app;dur={(time.perf_counter() - started) * 1000:.1f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", spent)]}
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, timed_send)
         finally:
             self.inflight -= 1
 
