@@ -33,6 +33,7 @@ SERVER = [
     "psycopg-pool>=3.2",        # one bounded connection pool per worker: a saturated database is a quick 503, not a queue
     "httptools>=0.6",           # uvicorn's C HTTP parser: about a fifth less upstream CPU per request (docs/scale.md)
     "uvloop>=0.19",             # uvicorn's libuv event loop for the --workers processes (same measurement)
+    "httpx>=0.27",              # `kiosk bench fleet`: the simulated fleet's asynchronous client
     "jinja2>=3.1",              # the console's server-rendered pages (autoescaping templates)
     "argon2-cffi>=23.1",        # console passwords: Argon2id, a memory-hard hash
     "python-multipart>=0.0.9",  # the console's forms (Starlette's form parser)

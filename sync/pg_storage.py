@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+import time
 from typing import Any, Iterator
 
 from sync import partitions
@@ -67,25 +68,48 @@ class PgStorage(Storage):
             partitions.ensure_ahead(conn, dt.datetime.now(dt.timezone.utc).date(), ahead_days)
         # min_size 1: an idle worker holds one connection, a busy one up to pool_size; reconnect_timeout
         # bounds how long a pool keeps trying a database that is gone before giving up a slot.
+        self._conn_kwargs = {"autocommit": True, "row_factory": dict_row, "connect_timeout": 5, "options": options}
         self._pg_pool = ConnectionPool(url, min_size=1, max_size=pool_size, timeout=pool_timeout_s,
                                        reconnect_timeout=30, open=True, name="kiosk-upstream",
-                                       kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5,
-                                               "options": options})
+                                       kwargs=self._conn_kwargs, check=self._check_idle)
 
     # ---- connections --------------------------------------------------------------------------
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:
-        from psycopg import OperationalError
+        import psycopg
         from psycopg_pool import PoolTimeout
 
+        direct = False
         try:
-            with self._pg_pool.connection() as conn:
-                yield conn
+            conn = self._pg_pool.getconn()
         except PoolTimeout:
             stats = self._pg_pool.get_stats()
             if stats.get("pool_size", 0) >= self.pool_size and stats.get("pool_available", 0) == 0:
                 raise Overloaded(f"all {self.pool_size} database connections busy") from None
-            raise OperationalError("no database connection could be made") from None
+            # No live connection and room for one: the database was away. It may be back before the
+            # pool's reconnect backoff (1, 2, 4... s) tries again, so try once now, for this request.
+            try:
+                conn = psycopg.connect(self.url, **self._conn_kwargs)
+            except psycopg.OperationalError:
+                raise psycopg.OperationalError("no database connection could be made") from None
+            direct = True
+        try:
+            yield conn
+        finally:
+            if direct:
+                conn.close()
+            else:
+                conn.kiosk_idle_since = time.monotonic()
+                self._pg_pool.putconn(conn)
+
+    @staticmethod
+    def _check_idle(conn: Any) -> None:
+        """A connection idle for more than a second is checked before use (one empty query): after a
+        database restart the pool's connections are dead, and only a busy one is sure to be alive."""
+        from psycopg_pool import ConnectionPool
+
+        if time.monotonic() - getattr(conn, "kiosk_idle_since", 0.0) > 1.0:
+            ConnectionPool.check_connection(conn)
 
     def close(self) -> None:
         self._pg_pool.close()

@@ -308,7 +308,7 @@ def test_fleet_bench_prints_its_figures(postgres, storm):
         assert key in figures, key
     assert (figures["devices"], figures["workers"], figures["storm"]) == (24, 2, storm)
     assert (figures["delivered"], figures["lost"], figures["duplicates"], figures["errors"]) == (120, 0, 0, 0)
-    assert figures["heartbeats"] == 24
+    assert figures["heartbeats"] == 24 and figures["slowest_server_ms"] is not None
     assert figures["ingest_per_s"] > 0 and figures["copy_floor_per_s"] > 0 and figures["p99_ms"] >= figures["p50_ms"]
     with psycopg.connect(postgres.url) as conn:  # its database was its own, and is gone
         left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'kiosk_fleet_%'").fetchone()[0]
