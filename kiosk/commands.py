@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkins-per-device", type=int, default=20, help="fleet: each device's backlog")
     p.add_argument("--workers", type=int, default=2, help="fleet: upstream worker processes")
     p.add_argument("--storm", action="store_true", help="fleet: every device reconnects at the same instant")
-    p.add_argument("--concurrency", type=int, default=50, help="fleet: devices online at once (without --storm)")
+    p.add_argument("--concurrency", type=int, default=20, help="fleet: devices online at once (without --storm)")
     p.add_argument("--batch", type=int, default=100, help="fleet: check-ins per upload")
     p.add_argument("--frames", type=int, default=240, help="screen: frames timed per state and size")
     p.add_argument("--seed", type=int, default=0, help="scanner: corpus seed")

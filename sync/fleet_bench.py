@@ -286,7 +286,7 @@ def _fresh_database(server_url: str) -> tuple[str, str]:
 
 
 def run_fleet(pg_server_url: str | None, devices: int, per_device: int, workers: int, storm: bool = False,
-              batch: int = 100, concurrency: int = 50, pool_size: int = 8, max_inflight: int = 64,
+              batch: int = 100, concurrency: int = 20, pool_size: int = 8, max_inflight: int = 64,
               timeout_s: float = 30.0) -> dict[str, Any]:
     """The whole benchmark; ``pg_server_url`` None = a throwaway PostgreSQL server of its own."""
     import psycopg
