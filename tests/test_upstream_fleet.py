@@ -313,3 +313,27 @@ def test_fleet_bench_prints_its_figures(postgres, storm):
     with psycopg.connect(postgres.url) as conn:  # its database was its own, and is gone
         left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'kiosk_fleet_%'").fetchone()[0]
     assert left == 0
+
+
+def test_console_sessions_hold_and_end_on_every_worker(pg_url):
+    """A console login made on one worker is valid on all, and a logout ends it on all."""
+    import requests
+
+    from console_helpers import form_token, login, start_console
+
+    rig = start_console(pg_url, "--workers", "2")
+    try:
+        cookies = login(rig.url, "op").cookies.get_dict()
+        for _ in range(12):  # a new connection each time: either worker may answer
+            page = requests.get(rig.url + "/fleet", cookies=cookies, headers={"Connection": "close"},
+                                allow_redirects=False, timeout=30)
+            assert page.status_code == 200 and "kiosk-cbt-1" in page.text
+        out = requests.post(rig.url + "/logout", data={"csrf": form_token(page.text)}, cookies=cookies,
+                            headers={"Connection": "close"}, allow_redirects=False, timeout=30)
+        assert out.status_code == 303 and out.headers["location"].endswith("/login")
+        for _ in range(6):
+            after = requests.get(rig.url + "/fleet", cookies=cookies, headers={"Connection": "close"},
+                                 allow_redirects=False, timeout=30)
+            assert after.status_code == 303 and after.headers["location"].endswith("/login")
+    finally:
+        rig.upstream.stop()
