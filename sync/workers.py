@@ -76,7 +76,23 @@ def serve_workers(db: str, settings: Any, pool: dict[str, Any], sock: socket.soc
         watcher = SilentDeviceAlerts(Storage(db, pool_size=1), settings.silent_after_s, settings.alert_webhook_url)
         threading.Thread(target=watcher.run, args=(stop, settings.alert_check_s), daemon=True,
                          name="silent-device-alerts").start()
+    supervisor = Multiprocess(config, sockets=[sock])
+    threading.Thread(target=_notify_systemd, args=(supervisor, workers, stop), daemon=True,
+                     name="systemd-watchdog").start()
     try:
-        Multiprocess(config, sockets=[sock]).run()
+        supervisor.run()
     finally:
         stop.set()
+
+
+def _notify_systemd(supervisor: Any, workers: int, stop: threading.Event) -> None:
+    """READY once the workers run, then WATCHDOG pings while at least one lives (the unit is
+    Type=notify with WatchdogSec); uvicorn's supervisor itself restarts a worker that dies or hangs."""
+    from kiosk.watchdog import LoopWatch
+
+    watch = LoopWatch()
+    while not stop.wait(0.5):
+        alive = sum(1 for worker in list(supervisor.processes) if worker.process.is_alive())
+        if alive:
+            watch.beat(f"serving with {alive} of {workers} workers")
+    watch.stopping()

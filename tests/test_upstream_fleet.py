@@ -337,3 +337,18 @@ def test_console_sessions_hold_and_end_on_every_worker(pg_url):
             assert after.status_code == 303 and after.headers["location"].endswith("/login")
     finally:
         rig.upstream.stop()
+
+
+def test_workers_tell_systemd_they_are_ready_and_alive(pg_url, tmp_path):
+    """The unit is Type=notify with a watchdog: the supervisor of --workers speaks for its workers."""
+    from test_watchdog import NotifySocket, _under_notify
+
+    listener = NotifySocket(str(tmp_path / "notify"))
+    try:
+        result = _under_notify(["upstream", "serve", "--db", pg_url, "--listen", "127.0.0.1:0", "--workers", "2"],
+                               listener, pings=3)
+    finally:
+        listener.close()
+    assert "2 workers" in result.stdout, result.stderr
+    assert len(listener.times_of("READY=1")) == 1 and len(listener.times_of("WATCHDOG=1")) >= 3
+    assert any(s == "serving with 2 of 2 workers" for s in listener.statuses())
