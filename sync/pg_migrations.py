@@ -14,6 +14,7 @@ nonces and the console's tables are small and would be reference (or device-dist
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Callable
 
 from sync import partitions
@@ -60,13 +61,13 @@ def _v2_partitioned_checkins(conn: Any) -> None:
         companion_of TEXT,
         PRIMARY KEY (venue_id, utc_ms, id)
     ) PARTITION BY RANGE (utc_ms)""")
-    for statement in partitions.edge_partitions_sql():
-        conn.execute(statement)
-    days = conn.execute("SELECT DISTINCT utc_ms / %s AS d FROM checkins_v1", [partitions.DAY_MS]).fetchall()
-    values = [(r["d"] if isinstance(r, dict) else r[0]) * partitions.DAY_MS for r in days]
-    needed = partitions.days_needing_partitions(values)
-    have = partitions.existing_days(conn)
-    for day in sorted(needed - have):
+    conn.execute(partitions.default_partition_sql())
+    # Every day the existing rows fall on gets its partition (bounded by the rows there are), between
+    # 2000 and 2100; scan times outside those years go to the default partition.
+    days = conn.execute("SELECT DISTINCT utc_ms / %s AS d FROM checkins_v1 WHERE utc_ms >= %s AND utc_ms < %s",
+                        [partitions.DAY_MS, partitions.day_ms(dt.date(2000, 1, 1)),
+                         partitions.day_ms(dt.date(2100, 1, 1))]).fetchall()
+    for day in sorted({partitions.EPOCH + dt.timedelta(days=r["d"] if isinstance(r, dict) else r[0]) for r in days}):
         conn.execute(f"CREATE TABLE {partitions.partition_name(day)} PARTITION OF checkins FOR VALUES FROM "
                      f"({partitions.day_ms(day)}) TO ({partitions.day_ms(day) + partitions.DAY_MS})")
     conn.execute(f"INSERT INTO checkins ({CHECKIN_COLUMNS}) SELECT {CHECKIN_COLUMNS} FROM checkins_v1 "

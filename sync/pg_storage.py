@@ -104,11 +104,15 @@ class PgStorage(Storage):
 
     @staticmethod
     def _check_idle(conn: Any) -> None:
-        """A connection idle for more than a second is checked before use (one empty query): after a
-        database restart the pool's connections are dead, and only a busy one is sure to be alive."""
+        """Check a pooled connection before use (one empty query) when it may be dead: something
+        arrived on its socket while it was idle (a restarting server says so, then closes), or it
+        sat idle for more than a second. Busy connections pass on one select() call."""
+        import select
+
         from psycopg_pool import ConnectionPool
 
-        if time.monotonic() - getattr(conn, "kiosk_idle_since", 0.0) > 1.0:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if readable or time.monotonic() - getattr(conn, "kiosk_idle_since", 0.0) > 1.0:
             ConnectionPool.check_connection(conn)
 
     def close(self) -> None:
@@ -119,8 +123,8 @@ class PgStorage(Storage):
 
     # ---- partitions ---------------------------------------------------------------------------
     def _ensure_days(self, utc_values: list[int], force: bool = False) -> None:
-        days = partitions.days_needing_partitions(utc_values)
-        if not force and days <= self._known_days:
+        days = partitions.days_for(utc_values)  # far-off days go to the default partition
+        if not days or (not force and days <= self._known_days):
             return
         with self._connection() as conn:
             partitions.create_partitions(conn, days - (set() if force else self._known_days))

@@ -134,7 +134,7 @@ def test_partitions_roll_over_and_retention_drops_whole_days(pg_url):
         names = set(storage.partition_names())
         assert {partitions.partition_name(d) for d in days.values()} <= names  # made on demand: 12 days ahead, 30 back
         made_days = [partitions.partition_day(n) for n in names if partitions.partition_day(n)]
-        assert all(partitions.FIRST_DAY <= d < partitions.END_DAY for d in made_days)  # none for 1990 or 2^53
+        assert all(abs((d - today).days) <= 31 for d in made_days)  # none for 1990 or 2^53: the default has them
         # The other worker learns of the days it will write to (and so caches them as existing).
         other_worker.store_checkins(device, [_item("pg-device", utc_ms=_noon(days[-25]) + 99)])
 
@@ -149,13 +149,29 @@ def test_partitions_roll_over_and_retention_drops_whole_days(pg_url):
         kept = storage.trace("VENUE-1", partitions.day_ms(days[-2]), partitions.day_ms(days[12]) + DAY)
         assert len(kept) == 9
         assert storage.trace("VENUE-1", partitions.day_ms(days[-30]), partitions.day_ms(days[-22]) + DAY) == []
-        assert storage.stats()["total"] == 9 + 1  # the year-2^53 row stays in its edge partition; 1990's went
+        assert storage.stats()["total"] == 9 + 1  # the year-2^53 row stays in the default partition; 1990's went
 
-        # A late backlog for a dropped day is stored again, by a worker that still believed the day
-        # existed too (its insert finds no partition, it makes one and retries).
+        # A late row for a day retention dropped, from a worker that still believes the day has its
+        # partition: stored, in the default partition, and gone at the next retention.
         late = _item("pg-device", utc_ms=_noon(days[-25]) + 5)
         assert [r["status"] for r in other_worker.store_checkins(device, [late])] == ["stored"]
-        assert partitions.partition_name(days[-25]) in storage.partition_names()
+        assert partitions.partition_name(days[-25]) not in storage.partition_names()
+        assert storage._query(f"SELECT id FROM {partitions.DEFAULT} WHERE id = ?", [late["id"]])
+        assert run_kiosk("upstream", "retention", "--db", pg_url).returncode == 0
+        assert not storage._query("SELECT id FROM checkins WHERE id = ?", [late["id"]])
+
+        # A day too far ahead for a partition on demand waits in the default partition, and moves into
+        # its own when retention's look-ahead reaches it.
+        far_day = today + dt.timedelta(days=20)
+        far = _item("pg-device", utc_ms=_noon(far_day))
+        assert [r["status"] for r in storage.store_checkins(device, [far])] == ["stored"]
+        assert partitions.partition_name(far_day) not in storage.partition_names()
+        storage.ahead_days = 21
+        assert partitions.partition_name(far_day) in storage.ensure_partitions_ahead()
+        assert storage._query(f"SELECT id FROM {partitions.partition_name(far_day)}") == [{"id": far["id"]}]
+        assert storage._query(f"SELECT count(*) AS n FROM {partitions.DEFAULT} WHERE utc_ms >= ?",
+                              [partitions.day_ms(today)])[0]["n"] == 1  # only the year-2^53 row
+        assert [r["status"] for r in other_worker.store_checkins(device, [far])] == ["duplicate"]
     finally:
         storage.close()
         other_worker.close()
@@ -283,13 +299,14 @@ def test_hostile_batches_are_refused_clearly_and_leave_no_tables(pg_url):
         for answer, status, reason in cases:
             assert (answer.status_code, answer.json()["reason"]) == (status, reason), answer.text
         assert upstream_ids(pg_url) == []
-        # Scan times from every century: stored, in the two edge partitions, with no table made for them.
+        # Scan times from every century, and a thousand rows each on its own day: all stored, in the
+        # default partition, and not one table made for them.
         odd = [dev.item(utc_ms=0), dev.item(utc_ms=2**53), dev.item(utc_ms=_noon(dt.date(2099, 12, 31)))]
+        odd += [dev.item(utc_ms=_noon(dt.date(2030, 1, 1)) + n * DAY) for n in range(996)]
         repeat = dict(odd[0])
         answer = dev.send(p.PATH_CHECKINS, {"checkins": odd + [repeat]})
-        assert answer.status_code == 200 and answer.json()["stored"] == 3, answer.text
-        made = set(before.partition_names()) - tables
-        assert made == {partitions.partition_name(dt.date(2099, 12, 31))}
+        assert answer.status_code == 200 and answer.json()["stored"] == 999, answer.text[:300]
+        assert set(before.partition_names()) == tables
         assert sorted(upstream_ids(pg_url)) == sorted(i["id"] for i in odd)
         before.close()
     finally:
