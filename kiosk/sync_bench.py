@@ -67,12 +67,12 @@ def enrolled_device(work: Path, db: str, url: str, device_id: str) -> Path:
     """A device config (state in ``work/state``) enrolled with the upstream at ``url``; returns its path."""
     from kiosk.core.config import load_config
     from sync.enroll import provision
-    from sync.upstream.storage import Storage
+    from sync.upstream.engines import open_storage
 
     config_file = work / "kiosk.toml"
     config_file.write_text(f'[device]\nid = "{device_id}"\nstate_dir = "{work / "state"}"\n'
                            '[clock]\nassume_synced = true\n', encoding="utf-8")
-    storage = Storage(db)
+    storage = open_storage(db)
     provision(load_config(config_file), url, storage.create_token("enroll", VENUE, ttl_s=600), VENUE)
     storage.close()
     return config_file
@@ -84,7 +84,7 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     from kiosk.core.config import Config
     from kiosk.core.store import Store
     from sync.backlog import seed_backlog
-    from sync.upstream.storage import Storage
+    from sync.upstream.engines import open_storage
 
     backlog = int(getattr(args, "backlog", None) or 100_000)
     work = Path(tempfile.mkdtemp(prefix="kiosk-bench-sync-"))
@@ -120,7 +120,7 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
                                - children_before.ru_stime, 1),
                "upstream": round(_cpu_s(upstream.pid) - upstream_before, 1)}
         summary = json.loads(out) if client.returncode == 0 else {"error": err[-500:]}
-        storage = Storage(db)
+        storage = open_storage(db)
         stored = storage.stats()
         storage.close()
         result.update({
@@ -178,12 +178,12 @@ def ingest_rate(db: str, batches: int = 60, batch_size: int = 500, threads: int 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from sync import protocol as p
-    from sync.upstream.storage import Storage
+    from sync.upstream.engines import open_storage
 
     device_id = "ingest-" + uuid.uuid4().hex[:8]
     upstream, url = start_upstream(db)
     try:
-        storage = Storage(db)
+        storage = open_storage(db)
         key = Ed25519PrivateKey.generate()
         storage.enroll(storage.create_token("enroll", VENUE, ttl_s=600), device_id, VENUE, p.public_key_bytes(key), "bench")
         before = storage.stats()["total"]
@@ -220,7 +220,7 @@ def ingest_rate(db: str, batches: int = 60, batch_size: int = 500, threads: int 
         for w in workers:
             w.join()
         elapsed = time.perf_counter() - started
-        storage = Storage(db)
+        storage = open_storage(db)
         stored = storage.stats()["total"] - before
         storage.close()
     finally:

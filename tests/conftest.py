@@ -169,6 +169,7 @@ SYSTEM_MODULES = frozenset({
     "test_scan_image.py",
     "test_sync_client.py",
     "test_sync_faults.py",
+    "test_upstream_fleet.py",
     "test_upstream_fuzz.py",
     "test_upstream_postgres.py",
 })

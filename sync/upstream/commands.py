@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trust X-Forwarded-For/-Proto only from these proxy addresses (comma-separated)")
     q.add_argument("--enroll-per-minute", type=int, default=None,
                    help="enrollment attempts allowed per client address a minute (default 30; 0 = no limit)")
+    q.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL only; each has its own pool)")
+    q.add_argument("--pool-size", type=int, default=None, help="PostgreSQL connections per worker (default 8)")
+    q.add_argument("--pool-timeout-s", type=float, default=None,
+                   help="longest wait for a free connection before answering 503 (default 1)")
+    q.add_argument("--max-inflight", type=int, default=None,
+                   help="requests in progress per worker beyond which it answers 503 at once (default 0 = no limit)")
     q.set_defaults(func=cmd_serve)
 
     q = usub.add_parser("user", help="people who may log in to the console")
@@ -89,6 +95,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="the authority's sealing.key (from `kiosk authority-keys`)")
         q.set_defaults(func={"trace": cmd_trace, "exposure": cmd_exposure, "export": cmd_export}[name])
 
+    q = db_parser("retention", "PostgreSQL: create the coming days' check-in partitions, drop whole days past "
+                               "--keep-days")
+    q.add_argument("--keep-days", type=int, default=21, help="days of check-ins kept (default 21)")
+    q.add_argument("--ahead-days", type=int, default=7, help="partitions made ahead of today (default 7)")
+    q.set_defaults(func=cmd_retention)
+
     q = db_parser("revoke", "revoke a device: its requests are refused from now on")
     q.add_argument("--device", required=True, metavar="ID")
     q.set_defaults(func=cmd_revoke)
@@ -101,11 +113,11 @@ def _print(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
 
 
-def _storage(args: argparse.Namespace, create: bool = False):
+def _storage(args: argparse.Namespace, create: bool = False, **pool: Any):
     """The upstream's storage; a SQLite file must exist unless ``create`` (only `serve` creates one),
     so a mistyped --db is an error, not an empty database answering zero rows. Every operator
     command but ``serve`` leaves an audit line saying who ran what."""
-    from sync.upstream.storage import Storage
+    from sync.upstream.engines import open_storage
 
     if not create and not args.db.startswith(("postgresql://", "postgres://")):
         path = Path(args.db.removeprefix("sqlite:///")).expanduser()
@@ -113,7 +125,7 @@ def _storage(args: argparse.Namespace, create: bool = False):
             print(f"kiosk: no upstream database at {path} (`kiosk upstream serve --db {args.db}` creates one)",
                   file=sys.stderr)
             raise SystemExit(2)
-    storage = Storage(args.db)
+    storage = open_storage(args.db, **pool)
     if args.upstream_command != "serve":
         import getpass
 
@@ -138,7 +150,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                  "clock_window_ms": int(args.clock_window_s * 1000) if args.clock_window_s else None,
                                  "silent_after_s": args.silent_after_s, "alert_webhook_url": args.alert_webhook,
                                  "alert_check_s": args.alert_check_s,
-                                 "enroll_per_minute": args.enroll_per_minute}.items() if v is not None}
+                                 "enroll_per_minute": args.enroll_per_minute,
+                                 "max_inflight": args.max_inflight}.items() if v is not None}
     if args.alert_webhook:
         from sync.upstream.console.alerts import check_webhook_url
 
@@ -148,7 +161,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"kiosk: {exc}", file=sys.stderr)
             return 2
     settings = dataclasses.replace(ServerSettings(), **changes)
-    storage = _storage(args, create=True)
+    pool = {k: v for k, v in {"pool_size": args.pool_size, "pool_timeout_s": args.pool_timeout_s}.items()
+            if v is not None}
+    postgres = args.db.startswith(("postgresql://", "postgres://"))
+    if (args.workers != 1 or pool) and not postgres:
+        print("kiosk: --workers, --pool-size and --pool-timeout-s need PostgreSQL (--db postgresql://...): "
+              "SQLite storage serves one worker", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("kiosk: --workers must be at least 1", file=sys.stderr)
+        return 2
+    storage = _storage(args, create=True, **pool)
     try:
         sock = bind(host, port)
     except OSError as exc:
@@ -156,7 +179,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     scheme = "https" if args.tls_cert else "http"
     shown = f"[{host}]" if ":" in host else host
-    print(f"kiosk upstream listening on {scheme}://{shown}:{sock.getsockname()[1]} ({storage.dialect})", flush=True)
+    workers = f", {args.workers} workers" if args.workers > 1 else ""
+    print(f"kiosk upstream listening on {scheme}://{shown}:{sock.getsockname()[1]} ({storage.dialect}{workers})",
+          flush=True)
+    if args.workers > 1:
+        from sync.upstream.workers import serve_workers
+
+        create_app(storage, settings)  # the console's tables, made once here rather than by N workers racing
+        storage.close()
+        serve_workers(args.db, settings, pool, sock, args.workers, args.tls_cert, args.tls_key,
+                      log_level=args.log_level.lower() if args.log_level != "INFO" else "warning",
+                      app_log_level=args.log_level, forwarded_allow_ips=args.forwarded_allow_ips)
+        return 0
     server = make_server(create_app(storage, settings), args.tls_cert, args.tls_key,
                          log_level=args.log_level.lower() if args.log_level != "INFO" else "warning",
                          forwarded_allow_ips=args.forwarded_allow_ips)
@@ -368,4 +402,27 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     from sync.upstream.server import create_app
 
     print(json.dumps(create_app(None).openapi(), indent=2, sort_keys=True))
+    return 0
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    """Prints {created, dropped, partitions} as JSON."""
+    import datetime as dt
+
+    if not args.db.startswith(("postgresql://", "postgres://")):
+        print("kiosk: retention by partition needs PostgreSQL (--db postgresql://...)", file=sys.stderr)
+        return 2
+    if args.keep_days < 1 or args.ahead_days < 0:
+        print("kiosk: --keep-days must be at least 1 and --ahead-days at least 0", file=sys.stderr)
+        return 2
+    storage = _storage(args)
+    try:
+        storage.ahead_days = args.ahead_days
+        created = storage.ensure_partitions_ahead()
+        today = dt.datetime.now(dt.timezone.utc).date()
+        dropped = storage.drop_partitions_before(today - dt.timedelta(days=args.keep_days))
+        print(json.dumps({"created": created, "dropped": dropped, "partitions": storage.partition_names()},
+                         indent=2))
+    finally:
+        storage.close()
     return 0
