@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import sys
 
-from kiosk.clock import instant_arg
+from kiosk.core.clock import instant_arg
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def _day(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a day as YYYY-MM-DD") from None
 
 
-def _base_key(args: argparse.Namespace):  # noqa: ANN202
+def _base_key(args: argparse.Namespace):
     from beacon.ids import BaseKey, load_base_key
     from kiosk.cli import config_from_args
 
@@ -113,12 +113,12 @@ def cmd_f0(args: argparse.Namespace) -> int:
 def cmd_beacon(args: argparse.Namespace) -> int:
     from beacon.service import BeaconService
     from kiosk.cli import config_from_args
-    from kiosk.lifecycle import stop_on_signals
+    from kiosk.core.lifecycle import stop_on_signals
     import threading
 
     config = config_from_args(args)
     if args.transport:
-        from kiosk.config import ConfigError
+        from kiosk.core.config import ConfigError
         import re
 
         if not re.fullmatch(r"hci[0-9]{1,3}|unix:.+|pcap:.+", args.transport):

@@ -10,8 +10,8 @@ from typing import Any
 
 from beacon.emulator import Emulator, EmulatorUnavailable
 from beacon.service import BeaconService, store_status_sink
-from kiosk.config import BeaconConfig
-from kiosk.records import BeaconState, Component
+from kiosk.core.config import BeaconConfig
+from kiosk.core.records import BeaconState, Component
 
 
 def _say(text: str) -> None:

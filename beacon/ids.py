@@ -123,13 +123,13 @@ def load_base_key(state_dir: Path) -> BaseKey | None:
 
 def load_or_create_base_key(state_dir: Path, utc_ms: int) -> BaseKey:
     """Call only with a trustworthy clock: the creation day is part of the key's identity upstream."""
-    from kiosk.privacy import write_private_file
+    from kiosk.core.privacy import write_private_file
 
     existing = load_base_key(state_dir)
     if existing is not None:
         return existing
     base = new_base_key(utc_ms)
-    from kiosk.statefiles import private_dir
+    from kiosk.core.statefiles import private_dir
 
     private_dir(state_dir)
     record = {"base_key": base.key.hex().upper(), "created_day": base.day.isoformat()}

@@ -22,10 +22,10 @@ from beacon.hci import (ADV_NONCONN_IND, Controller, HciError, LocalVersion, Par
 from beacon.ids import SLOT_MS, BaseKey, id_at, load_or_create_base_key, slot_of, slot_start_ms, utc_day
 from beacon.nearby import NearbyCounter, Scanner, ScanError, open_scanner
 from beacon.transport import AdapterMissing, CapabilityMissing, Transport, open_transport
-from kiosk.config import BeaconConfig
-from kiosk.lifecycle import backoff_delays
-from kiosk.records import BeaconState, Component, NearbyState
-from kiosk.watchdog import LoopWatch
+from kiosk.core.config import BeaconConfig
+from kiosk.core.lifecycle import backoff_delays
+from kiosk.core.records import BeaconState, Component, NearbyState
+from kiosk.core.watchdog import LoopWatch
 
 log = logging.getLogger("beacon.service")
 
@@ -47,7 +47,7 @@ class BeaconClock:
 
 
 def _kernel_synced() -> bool:
-    from kiosk.clock import kernel_clock_synced
+    from kiosk.core.clock import kernel_clock_synced
 
     return kernel_clock_synced()
 
@@ -56,11 +56,11 @@ StatusSink = Callable[[str, str, dict[str, Any]], None]
 
 
 def store_status_sink(state_dir: Path) -> StatusSink:
-    """Writes status rows through kiosk.store (opened lazily, in the thread that reports)."""
+    """Writes status rows through kiosk.core.store (opened lazily, in the thread that reports)."""
     holder: dict[str, Any] = {}
 
     def report(component: str, state: str, detail: dict[str, Any]) -> None:
-        from kiosk.store import Store
+        from kiosk.core.store import Store
 
         try:
             if "store" not in holder:
@@ -78,7 +78,7 @@ class BeaconService:
                  transport_factory: Callable[[str], Transport] | None = None,
                  scanner: Scanner | None = None, watch: LoopWatch | None = None):
         self.config = config
-        self.watch = watch or LoopWatch()  # READY/WATCHDOG to systemd (kiosk/watchdog.py)
+        self.watch = watch or LoopWatch()  # READY/WATCHDOG to systemd (kiosk/core/watchdog.py)
         self.state_dir = state_dir
         self.spec = transport or config.transport
         self.assume_synced = assume_synced
@@ -159,7 +159,7 @@ class BeaconService:
             if slot != self.slot:
                 self._program(now, slot)
             elif time.monotonic() >= self.next_health:
-                self.controller.read_local_version()  # type: ignore[union-attr]
+                self.controller.read_local_version()
                 self.next_health = time.monotonic() + HEALTH_CHECK_S
         except AdapterMissing as exc:
             return self._failed(ADAPTER_MISSING, exc)

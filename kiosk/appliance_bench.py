@@ -21,8 +21,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from kiosk.config import Config, SettingsWatch
-from kiosk.store import Store
+from kiosk.core.config import Config, SettingsWatch
+from kiosk.core.store import Store
 
 
 def _fill(store: Store, rows: int, boot: str) -> None:
@@ -42,7 +42,7 @@ def bench_appliance(args: argparse.Namespace) -> dict[str, Any]:
     from kiosk.health import ScannerHealth
     from kiosk.pipeline import Pipeline
     from kiosk.status import gather
-    from kiosk.watchdog import LoopWatch, Notifier
+    from kiosk.core.watchdog import LoopWatch, Notifier
 
     results: dict[str, Any] = {}
     for rows in (10_000, 100_000):
@@ -104,8 +104,8 @@ def _status_cpu(runs: int = 5) -> dict[str, Any]:
 def _settings_to_effect(changes: int = 5) -> dict[str, Any]:
     """Save a new direction while `kiosk run --headless` checks in a stream of visitors; the delay
     until the first check-in made with it."""
-    from kiosk.config import save_overrides
-    from kiosk.privacy import new_sealing_keypair
+    from kiosk.core.config import save_overrides
+    from kiosk.core.privacy import new_sealing_keypair
 
     delays = []
     with tempfile.TemporaryDirectory() as tmp:

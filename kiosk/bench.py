@@ -1,4 +1,5 @@
-"""``kiosk bench``: benchmarks that print figures as JSON; targets live in BENCHMARKS.
+"""``kiosk bench``: benchmarks that print figures as JSON; targets, and each one's options, live in
+BENCHMARKS (an option of one target is an error with another).
 
 Nothing here is a pass/fail test: the README quotes these figures with the command and machine.
 """
@@ -7,29 +8,81 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-# Only BENCHMARKS is read when `kiosk checkin` or `kiosk run` builds its parser: everything else this
-# module needs is imported by the function that needs it.
+# Only the parser is built when `kiosk bench` starts: everything else this module needs is imported by
+# the function that needs it.
 
-# target -> "module:function(args) -> dict"; imported only when that benchmark runs.
-BENCHMARKS: dict[str, str] = {
-    "pipeline": "kiosk.bench:bench_pipeline",
-    "sync": "sync.bench:bench_sync",
-    "credentials": "kiosk.credentials.bench:bench_credentials",
-    "beacon": "beacon.bench:bench_beacon",
-    "screen": "kiosk.screen.bench:bench_screen",
-    "scanner": "scanner.bench:bench_scanner",
-    "appliance": "kiosk.appliance_bench:bench_appliance",
-    "efficiency": "kiosk.efficiency_bench:bench_efficiency",
+Option = tuple[tuple[str, ...], dict[str, Any]]
+_SCANS: Option = (("--scans",), {"type": int, "default": 2000, "help": "scans (payloads) to time"})
+# target -> ("module:function(args) -> dict", help, its own options); the module is imported only
+# when that benchmark runs.
+BENCHMARKS: dict[str, tuple[str, str, list[Option]]] = {
+    "pipeline": ("kiosk.bench:bench_pipeline", "frame to committed check-in, p50/p99, scans/s, memory", [
+        _SCANS,
+        (("--soak-seconds",), {"type": float, "default": 0.0, "help": "then this long at --rate scans/s"}),
+        (("--rate",), {"type": float, "default": 5.0, "help": "scans/s during the soak"}),
+    ]),
+    "sync": ("kiosk.sync_bench:bench_sync", "a queued backlog to a local upstream", [
+        (("--backlog",), {"type": int, "default": 100_000, "help": "queued check-ins to upload"}),
+        (("--pg-url",), {"help": "also measure the upstream's ingest on this PostgreSQL database"}),
+    ]),
+    "fleet": ("sync.upstream.fleet_bench:bench_fleet",
+              "a simulated fleet uploading to a multi-worker upstream on PostgreSQL, beside COPY", [
+        (("--pg-url",), {"help": "the PostgreSQL server to use (a fresh database is made there)"}),
+        (("--pg-temp",), {"action": "store_true", "help": "start a throwaway PostgreSQL server of its own"}),
+        (("--devices",), {"type": int, "default": 200, "help": "simulated devices"}),
+        (("--checkins-per-device",), {"type": int, "default": 20, "help": "each device's backlog"}),
+        (("--workers",), {"type": int, "default": 2, "help": "upstream worker processes"}),
+        (("--storm",), {"action": "store_true", "help": "every device reconnects at the same instant"}),
+        (("--concurrency",), {"type": int, "default": 20, "help": "devices online at once (without --storm)"}),
+        (("--batch",), {"type": int, "default": 100, "help": "check-ins per upload"}),
+    ]),
+    "credentials": ("kiosk.credentials.bench:bench_credentials", "classify and verify each payload kind",
+                    [_SCANS]),
+    "beacon": ("beacon.bench:bench_beacon", "slot IDs and a slot switch on the emulated controller", []),
+    "screen": ("kiosk.screen.bench:bench_screen", "frame times of every screen state and size", [
+        (("--frames",), {"type": int, "default": 240, "help": "frames timed per state and size"}),
+    ]),
+    "scanner": ("scanner.bench:bench_scanner", "the decoder on a corpus of rendered codes", [
+        (("--seed",), {"type": int, "default": 0, "help": "corpus seed"}),
+        (("--save-frames",), {"metavar": "DIR", "help": "also write every corpus frame as a PNG"}),
+    ]),
+    "appliance": ("kiosk.appliance_bench:bench_appliance", "kiosk status and settings propagation at scale", []),
+    "efficiency": ("kiosk.efficiency_bench:bench_efficiency", "CPU and memory against floors measured beside them",
+                   []),
 }
 
 
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks; each prints one JSON object",
+                       description="Benchmarks; each prints one JSON object. Without a target: pipeline.")
+    targets = p.add_subparsers(dest="target", metavar="TARGET")
+    for target, (_, help_text, options) in BENCHMARKS.items():
+        t = targets.add_parser(target, help=help_text)
+        for flags, kwargs in options:
+            t.add_argument(*flags, **kwargs)
+        t.set_defaults(func=cmd_bench)
+
+    def pipeline_by_default(args: argparse.Namespace) -> int:
+        """`kiosk bench` alone: the pipeline benchmark with its defaults."""
+        args.target = "pipeline"
+        return cmd_bench(targets.choices["pipeline"].parse_args([], namespace=args))
+
+    p.set_defaults(func=pipeline_by_default)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    print(json.dumps(run_benchmark(args.target, args), indent=2))
+    return 0
+
+
 def run_benchmark(target: str, args: argparse.Namespace) -> dict[str, Any]:
-    module, func = BENCHMARKS[target].split(":")
+    module, func = BENCHMARKS[target][0].split(":")
     result: Callable[[argparse.Namespace], dict[str, Any]] = getattr(importlib.import_module(module), func)
     return {"benchmark": target, "machine": machine(), **result(args)}
 

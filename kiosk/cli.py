@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Sequence
 from kiosk import __version__
 
 if TYPE_CHECKING:
-    from kiosk.config import Config
+    from kiosk.core.config import Config
 
 # subcommand -> (module whose register() adds it, help shown by `kiosk --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("kiosk.commands", "the kiosk: camera, scanner, check-ins (and the screen)"),
     "checkin": ("kiosk.commands", "record a check-in from a typed payload, as if it had been scanned"),
     "demo": ("kiosk.commands", "the whole appliance on built-in defaults, simulated hardware only"),
-    "bench": ("kiosk.commands", "benchmarks; each prints one JSON object"),
+    "bench": ("kiosk.bench", "benchmarks; each prints one JSON object"),
     "sync": ("sync.commands", "upload queued check-ins to the upstream (runs until stopped)"),
     "provision": ("sync.commands", "enroll this device with an upstream and set its venue"),
-    "upstream": ("sync.commands", "the reference upstream server and its operator commands"),
+    "upstream": ("sync.upstream.commands", "the reference upstream server and its operator commands"),
     "inspect": ("kiosk.credentials.commands",
                 "classify and verify one code without recording anything; one JSON object"),
     "authority-keys": ("kiosk.credentials.commands",
@@ -45,7 +45,7 @@ GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--state-dir", "--log-level")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    from kiosk.config import load_config
+    from kiosk.core.config import load_config
 
     return load_config(args.config, args.state_dir)
 
@@ -95,9 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     if not hasattr(args, "func"):  # a command line chosen_command read differently from argparse
         args = build_parser().parse_args(argv)
-    from kiosk.config import ConfigError  # after parsing: `--help` and usage errors need neither
-    from kiosk.logs import setup_logging
-    from kiosk.statefiles import DamagedStateFile
+    from kiosk.core.config import ConfigError  # after parsing: `--help` and usage errors need neither
+    from kiosk.core.logs import setup_logging
+    from kiosk.core.statefiles import DamagedStateFile
 
     setup_logging(args.log_level)
     try:

@@ -1,4 +1,4 @@
-"""The spine's subcommands: run, checkin, demo, bench."""
+"""The spine's subcommands: run, checkin, demo (``kiosk bench`` is kiosk/bench.py's)."""
 
 from __future__ import annotations
 
@@ -36,22 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--screenshots", type=Path, metavar="DIR", help="save a PNG of every screen shown")
     p.set_defaults(func=cmd_demo)
 
-    from kiosk.bench import BENCHMARKS
 
-    p = sub.add_parser("bench", help="benchmarks; each prints one JSON object")
-    p.add_argument("target", nargs="?", default="pipeline", choices=sorted(BENCHMARKS))
-    p.add_argument("--scans", type=int, default=2000, help="pipeline: scans to time")
-    p.add_argument("--soak-seconds", type=float, default=0.0, help="pipeline: then this long at --rate scans/s")
-    p.add_argument("--rate", type=float, default=5.0)
-    p.add_argument("--backlog", type=int, default=100_000, help="sync: queued check-ins to upload")
-    p.add_argument("--pg-url", help="sync: also measure the upstream's ingest on this PostgreSQL database")
-    p.add_argument("--frames", type=int, default=240, help="screen: frames timed per state and size")
-    p.add_argument("--seed", type=int, default=0, help="scanner: corpus seed")
-    p.add_argument("--save-frames", metavar="DIR", help="scanner: also write every corpus frame as a PNG")
-    p.set_defaults(func=cmd_bench)
-
-
-def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001, ANN202
+def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001
     from kiosk.cli import config_from_args
     from kiosk.pipeline import Pipeline
 
@@ -59,7 +45,7 @@ def _pipeline(args: argparse.Namespace, sinks=()):  # noqa: ANN001, ANN202
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from kiosk.lifecycle import stop_on_signals
+    from kiosk.core.lifecycle import stop_on_signals
     from kiosk.provisioning import ProvisioningFlow
     from kiosk.service import run_scanner
 
@@ -144,10 +130,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     return run_demo(seconds=args.seconds, headless=args.headless, state_dir=args.state_dir,
                     screenshots=args.screenshots)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    from kiosk.bench import run_benchmark
-
-    print(json.dumps(run_benchmark(args.target, args), indent=2))
-    return 0

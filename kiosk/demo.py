@@ -15,10 +15,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-from kiosk.config import Config
+from kiosk.core.config import Config
 from kiosk.events import Outcome
 from kiosk.pipeline import Pipeline
-from kiosk.lifecycle import stop_on_signals
+from kiosk.core.lifecycle import stop_on_signals
 from scanner.camera.synthetic import DEMO_TOKEN_PATTERN
 
 
@@ -28,7 +28,7 @@ DEMO_AUTHORITY = "demo-authority"
 def demo_authority_keys(state_dir: Path) -> Path:
     """A stand-in health authority's sealing key pair, kept with the demo's state (demo only: a real
     device holds the authority's public key and never its private one). Returns the folder."""
-    from kiosk.privacy import new_sealing_keypair, write_private_file
+    from kiosk.core.privacy import new_sealing_keypair, write_private_file
 
     folder = state_dir / DEMO_AUTHORITY
     if not (folder / "sealing.pub").exists():
@@ -72,7 +72,7 @@ def run_demo(seconds: float, headless: bool, state_dir: str | None = None, scree
     from beacon.demo import start as start_beacon
 
     beacon = start_beacon(state)  # Bluezone IDs on an emulated controller, or a line saying why not
-    from sync.demo import start as start_sync
+    from kiosk.sync_demo import start as start_sync
 
     sync = start_sync(config)  # a local upstream on loopback and the uploader, or a line saying why not
     try:

@@ -14,7 +14,7 @@ import queue
 import threading
 from typing import Callable
 
-from kiosk.config import Config, SettingsWatch
+from kiosk.core.config import Config, SettingsWatch
 from kiosk.events import OutcomeSink
 
 log = logging.getLogger("kiosk.desk")
@@ -57,7 +57,7 @@ class CheckinDesk:
                 self.config = self.settings.poll() or self.config  # one stat: venue or direction changed
                 pipeline.config = self.config
                 job(pipeline)
-            except Exception:  # noqa: BLE001 - a failed entry must not end the desk; the pipeline reports storage faults itself
+            except Exception:  # a failed entry must not end the desk; the pipeline reports storage faults itself
                 log.exception("desk: a check-in typed on the screen failed")
         if pipeline is not None:
             pipeline.close()

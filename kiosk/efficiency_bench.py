@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import kiosk
-from sync.bench import _cpu_s
+from kiosk.sync_bench import _cpu_s
 
 ROOT = Path(kiosk.__file__).resolve().parent.parent
 TOKEN_PATTERN = r"(BENCH|DEMO-HQR)-[0-9A-F]{12}"  # DEMO-HQR: the synthetic camera's visitors
@@ -218,7 +218,7 @@ def startup_costs(config: Path, runs: int = 5) -> dict[str, Any]:
 # ---- the check-in commit ---------------------------------------------------------------------------
 def commit_cost(work: Path, rows: int = 300) -> dict[str, Any]:
     """record_checkin against a bare BEGIN IMMEDIATE / two INSERTs / COMMIT on a WAL + FULL file."""
-    from kiosk.store import CHECKIN_COLUMNS, CheckinRow, Store
+    from kiosk.core.store import CHECKIN_COLUMNS, CheckinRow, Store
 
     store = Store.open(work / "store")
     statements: list[str] = []
@@ -329,9 +329,9 @@ def peak_memory(work: Path, config: Path) -> dict[str, Any]:
     """VmHWM of each long-running command doing its work."""
     from nacl.public import PrivateKey
 
-    from kiosk.store import Store
+    from kiosk.core.store import Store
     from sync.backlog import seed_backlog
-    from sync.bench import VENUE, _stop, enrolled_device, start_upstream
+    from kiosk.sync_bench import VENUE, _stop, enrolled_device, start_upstream
 
     synthetic = write_config(work, '[camera]\nbackend = "synthetic"\nsynthetic_script = "unique"\nfps = 15\n',
                              "synthetic")

@@ -21,11 +21,11 @@ import sqlite3
 import time
 from typing import Any, Callable
 
-from kiosk.clockfix import ClockWatch
+from kiosk.core.clockfix import ClockWatch
 from kiosk.pipeline import Pipeline
-from kiosk.records import CameraState, ClockState, Component
-from kiosk.store import StorageError
-from kiosk.watchdog import LoopWatch
+from kiosk.core.records import CameraState, ClockState, Component
+from kiosk.core.store import StorageError
+from kiosk.core.watchdog import LoopWatch
 
 log = logging.getLogger("kiosk.service")
 

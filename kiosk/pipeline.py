@@ -13,14 +13,14 @@ import logging
 import time
 from typing import Any, Iterable
 
-from kiosk.clock import Clock, Instant, new_checkin_id
-from kiosk.config import Config
+from kiosk.core.clock import Clock, Instant, new_checkin_id
+from kiosk.core.config import Config
 from kiosk.credentials import Credential, FormatContext, Registry, default_registry
 from kiosk.credentials.base import rejected
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, PROVISIONING, REJECTED, Outcome, OutcomeSink
-from kiosk.privacy import load_or_create_secret, read_key, seal_subject, visitor_ref
-from kiosk.statefiles import DamagedStateFile
-from kiosk.store import CheckinRow, StorageError, Store
+from kiosk.core.privacy import load_or_create_secret, read_key, seal_subject, visitor_ref
+from kiosk.core.statefiles import DamagedStateFile
+from kiosk.core.store import CheckinRow, StorageError, Store
 
 log = logging.getLogger("kiosk.pipeline")
 
@@ -32,8 +32,8 @@ def device_id(config: Config) -> str:
     could never be uploaded."""
     if config.device.id:
         return config.device.id
-    from kiosk.privacy import write_private_file
-    from kiosk.statefiles import DEVICE_ID_FILE, parse_device_id, private_dir, read_state_file
+    from kiosk.core.privacy import write_private_file
+    from kiosk.core.statefiles import DEVICE_ID_FILE, parse_device_id, private_dir, read_state_file
 
     path = config.state_dir / DEVICE_ID_FILE
     existing = read_state_file(path, parse_device_id)
@@ -180,7 +180,7 @@ class Pipeline:
         for sink in self.sinks:
             try:
                 sink(outcome)
-            except Exception:  # noqa: BLE001 - a broken consumer must not stop check-ins
+            except Exception:  # a broken consumer must not stop check-ins
                 log.exception("outcome sink %r failed", sink)
         return outcome
 

@@ -9,7 +9,7 @@ The pipeline verifies the code's signature (kiosk/credentials/provisioning.py) a
   camera by accident does not move the kiosk to another venue.
 * Applying commits venue, name and direction to the device-made settings and the enrollment intent
   to the state directory before anything else (sync/enroll.py), so a power cut a second later loses
-  neither. Every service sees the new settings through its settings watch (kiosk/config.py); this
+  neither. Every service sees the new settings through its settings watch (kiosk/core/config.py); this
   module never hands a config to the pipeline itself. Enrollment then runs in a background thread,
   retried with backoff while the upstream cannot be reached (the uploader retries it too); an
   upstream that refuses the token is reported, not retried.
@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from kiosk.credentials import Credential
 from kiosk.events import PROVISIONING, Outcome
-from kiosk.records import EnrollmentState
+from kiosk.core.records import EnrollmentState
 
 log = logging.getLogger("kiosk.provisioning")
 
@@ -119,7 +119,7 @@ class ProvisioningFlow:
         def run() -> None:
             try:
                 self._complete()
-            except Exception:  # noqa: BLE001 - a failed enrollment must not take the kiosk down
+            except Exception:  # a failed enrollment must not take the kiosk down
                 log.exception("enrollment failed")
             finally:
                 self._busy.release()

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kiosk import __version__
-from kiosk.config import SettingsWatch
+from kiosk.core.config import SettingsWatch
 from kiosk.events import ACCEPTED, Outcome
 from kiosk.health import ScannerHealth
-from kiosk.lifecycle import backoff_delays
+from kiosk.core.lifecycle import backoff_delays
 from kiosk.pipeline import Pipeline
-from kiosk.records import Component, ConfigState
-from kiosk.store import StorageError
+from kiosk.core.records import Component, ConfigState
+from kiosk.core.store import StorageError
 from scanner.camera import Camera, open_camera
 from scanner.feed import CameraFeed
 

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import __version__
-from kiosk.clock import boot_id, kernel_clock_synced, local_day_start_ms
-from kiosk.config import Config
-from kiosk.statefiles import DEVICE_ID_FILE, DamagedStateFile, parse_device_id, read_state_file, state_file_problems
-from kiosk.statedb import DB_NAME, read_only_connection
-from kiosk.records import (BEACON_ON, SYNC_FINE, CameraState, Component, EnrollmentState, Record, StoreState,
+from kiosk.core.clock import boot_id, kernel_clock_synced, local_day_start_ms
+from kiosk.core.config import Config
+from kiosk.core.statefiles import DEVICE_ID_FILE, DamagedStateFile, parse_device_id, read_state_file, state_file_problems
+from kiosk.core.statedb import DB_NAME, read_only_connection
+from kiosk.core.records import (BEACON_ON, SYNC_FINE, CameraState, Component, EnrollmentState, Record, StoreState,
                            SyncState, read_records)
 
 
@@ -112,8 +112,8 @@ def gather(config: Config, now_ms: int | None = None, clock_synced: bool | None 
 
 def _keys(config: Config, need: list[str]) -> None:
     """The files and keys ``kiosk run`` loads before it scans: each one it would refuse, named."""
-    from kiosk.config import ConfigError
-    from kiosk.privacy import read_key
+    from kiosk.core.config import ConfigError
+    from kiosk.core.privacy import read_key
 
     where = config.file_source
     if not config.device.venue_id:

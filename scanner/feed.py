@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from kiosk.records import CameraState
+from kiosk.core.records import CameraState
 from scanner.camera.base import Camera, CameraError
 from scanner.grabber import DirectReader, FrameGrabber
 
@@ -61,7 +61,7 @@ class CameraFeed:
             except CameraError as exc:
                 self._lost(str(exc), deadline)
                 continue
-            except Exception as exc:  # noqa: BLE001 - a driver's surprise must not crash-loop the kiosk
+            except Exception as exc:  # a driver's surprise must not crash-loop the kiosk
                 log.exception("opening the camera failed unexpectedly")
                 self._lost(f"camera failed to open: {exc!r}", deadline)
                 continue
@@ -152,5 +152,5 @@ class CameraFeed:
         self.state = state
         try:
             self.report(state, detail)
-        except Exception:  # noqa: BLE001 - status is best effort; frames are not
+        except Exception:  # status is best effort; frames are not
             log.exception("camera status report failed")

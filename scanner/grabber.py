@@ -35,7 +35,7 @@ class DirectReader:
             frame = self.camera.read(timeout=min(timeout, self.read_timeout_s))
         except (CameraError, StopIteration):
             raise
-        except Exception as exc:  # noqa: BLE001 - as FrameGrabber: a backend bug is a camera failure
+        except Exception as exc:  # as FrameGrabber: a backend bug is a camera failure
             log.exception("camera backend %s failed", self.camera.name)
             raise CameraError(f"camera backend {self.camera.name} failed: {exc!r}") from None
         self.captured += frame is not None
@@ -69,7 +69,7 @@ class FrameGrabber:
             except (CameraError, StopIteration) as exc:
                 self._fail(exc)
                 return
-            except Exception as exc:  # noqa: BLE001 - a backend bug must not kill the kiosk silently
+            except Exception as exc:  # a backend bug must not kill the kiosk silently
                 log.exception("camera backend %s failed", self.camera.name)
                 self._fail(CameraError(f"camera backend {self.camera.name} failed: {exc!r}"))
                 return

@@ -1,5 +1,6 @@
-"""Sync: the device's uploader, the reference upstream server, and the signed protocol between them.
+"""Sync: the device's uploader (this package) and the reference upstream server (sync/upstream/).
 
-The device speaks to the upstream only through :mod:`sync.protocol` (signing, compression, limits);
-the upstream's HTTP API is described by ``sync/openapi.json``, generated from :mod:`sync.server`.
+They share only the signed protocol between them, :mod:`sync.protocol` (signing, compression, limits);
+the upstream's HTTP API is described by ``sync/upstream/openapi.json``, generated from
+:mod:`sync.upstream.server`.
 """

@@ -10,8 +10,8 @@ import hashlib
 import time
 import uuid
 
-from kiosk.privacy import seal_subject
-from kiosk.store import Store
+from kiosk.core.privacy import seal_subject
+from kiosk.core.store import Store
 
 
 def seed_backlog(store: Store, count: int, venue_id: str, device_id: str,

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from kiosk import __version__
-from kiosk.clock import kernel_clock_synced
-from kiosk.config import Config, SettingsWatch
-from kiosk.lifecycle import backoff_delays
-from kiosk.records import Component, NearbyState, SyncState, read_records
-from kiosk.store import Store
+from kiosk.core.clock import kernel_clock_synced
+from kiosk.core.config import Config, SettingsWatch
+from kiosk.core.lifecycle import backoff_delays
+from kiosk.core.records import Component, NearbyState, SyncState, read_records
+from kiosk.core.store import Store
 from sync import protocol as p
 from sync.enroll import INTENT_FILE, Completion
 from sync.identity import Enrollment, load_enrollment, load_key

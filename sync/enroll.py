@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Iterator
 
 from kiosk import __version__
-from kiosk.config import Config, save_overrides
-from kiosk.privacy import write_private_file
-from kiosk.records import Component, EnrollmentState
+from kiosk.core.config import Config, save_overrides
+from kiosk.core.privacy import write_private_file
+from kiosk.core.records import Component, EnrollmentState
+from kiosk.core.urls import check_upstream_url
 from sync import protocol as p
-from kiosk.statefiles import DamagedStateFile
+from kiosk.core.statefiles import DamagedStateFile
 from sync.identity import Enrollment, load_enrollment, load_or_create_key, save_enrollment
 
 log = logging.getLogger("kiosk.sync")
@@ -79,7 +80,7 @@ def load_intent(state_dir: Path) -> EnrollmentIntent | None:
     try:
         data = json.loads(raw.decode("utf-8"))
         intent = EnrollmentIntent(**data)
-        p.check_upstream_url(intent.upstream_url)
+        check_upstream_url(intent.upstream_url)
         if not all(isinstance(v, str) for k, v in asdict(intent).items() if k != "venue_name") \
                 or not isinstance(intent.venue_name, (str, type(None))) or not intent.token or not intent.venue_id:
             raise ValueError("empty or non-text fields")
@@ -103,7 +104,7 @@ def enrollment_problem(config: Config) -> tuple[EnrollmentState | None, str]:
                                         "and not completed yet (retried while the uploader runs)"
     try:
         enrollment = load_enrollment(state_dir)
-    except DamagedStateFile as exc:  # kept as it is, never replaced (kiosk/statefiles.py)
+    except DamagedStateFile as exc:  # kept as it is, never replaced (kiosk/core/statefiles.py)
         return EnrollmentState.DAMAGED, str(exc)
     if enrollment is None:
         return None, "not enrolled with an upstream: nothing will upload (scan a provisioning code or run `kiosk provision`)"
@@ -127,7 +128,7 @@ def begin(config: Config, intent: EnrollmentIntent) -> None:
 
     Raises ValueError (ConfigError) for a bad URL, venue or direction; nothing is changed then.
     """
-    p.check_upstream_url(intent.upstream_url)
+    check_upstream_url(intent.upstream_url)
     device = _device_settings(config, intent)
     config.replace(device=device)  # refuse a bad venue id or direction before saving anything
     save_intent(config.state_dir, intent)
@@ -196,7 +197,7 @@ class Completion:
     """Completes the saved intent with full-jitter backoff, for a process's loop (one per process)."""
 
     def __init__(self, base_s: float = 5.0, cap_s: float = 600.0):
-        from kiosk.lifecycle import backoff_delays  # here: `kiosk status` reads the enrollment, never retries it
+        from kiosk.core.lifecycle import backoff_delays  # here: `kiosk status` reads the enrollment, never retries it
 
         self.delays = backoff_delays(base_s, cap_s)
         self.attempts = 0
@@ -224,7 +225,7 @@ def _enroll(config: Config, intent: EnrollmentIntent) -> Enrollment:
     from kiosk.pipeline import device_id
     from sync.transport import BadReply, Unreachable, UpstreamSession  # requests: only when enrolling
 
-    url = p.check_upstream_url(intent.upstream_url)
+    url = check_upstream_url(intent.upstream_url)
     key = load_or_create_key(config.state_dir)  # saved before the request: a retry proves the same key
     me = device_id(config)
     session = UpstreamSession(url, me, key, intent.ca_bundle or config.sync.ca_bundle,
@@ -250,7 +251,7 @@ def _enroll(config: Config, intent: EnrollmentIntent) -> Enrollment:
 
 def record(config: Config, state: EnrollmentState, intent: EnrollmentIntent | None, error: str = "") -> None:
     """The ``enrollment`` status record (best effort: the intent file is what counts)."""
-    from kiosk.store import StorageError, Store
+    from kiosk.core.store import StorageError, Store
 
     detail = {"venue_id": intent.venue_id, "upstream_url": intent.upstream_url} if intent else {}
     if error:

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kiosk.privacy import write_private_file
-from kiosk.statefiles import exact_size, parse_json_object, private_dir, read_state_file
+from kiosk.core.privacy import write_private_file
+from kiosk.core.statefiles import exact_size, parse_json_object, private_dir, read_state_file
 
 if TYPE_CHECKING:  # cryptography is loaded only when a key is used: `kiosk status` reads the enrollment alone
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from kiosk.store import Store
+from kiosk.core.store import Store
 
 
 def _now_ms() -> int:

@@ -11,13 +11,11 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import ipaddress
 import json
 import secrets
 import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 
 if TYPE_CHECKING:  # cryptography is loaded by the first signature, not by every command that imports this
@@ -158,28 +156,3 @@ def public_key_bytes(key: Ed25519PrivateKey) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-
-
-def is_loopback_host(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_upstream_url(url: str) -> str:
-    """Return the URL without a trailing slash, or raise ValueError saying why it cannot be used.
-
-    Plain http only reaches loopback (development); anything else must be https, always verified.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"upstream URL {url!r} must look like https://host[:port][/path]")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise ValueError(f"upstream URL {url!r} must not carry credentials, a query or a fragment")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ValueError(f"upstream URL {url!r}: plain http is allowed only to a loopback address "
-                         "(127.0.0.1, ::1, localhost); use https")
-    return url.rstrip("/")

@@ -18,6 +18,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from requests.adapters import HTTPAdapter
 
+from kiosk.core.urls import check_upstream_url
 from sync import protocol as p
 
 
@@ -65,7 +66,7 @@ def parse_retry_after(value: str | None) -> float | None:
 class UpstreamSession:
     def __init__(self, base_url: str, device_id: str, key: Ed25519PrivateKey, ca_bundle: str = "",
                  connect_timeout_s: float = 5.0, read_timeout_s: float = 30.0):
-        self.base_url = p.check_upstream_url(base_url)
+        self.base_url = check_upstream_url(base_url)
         self.device_id = device_id
         self.key = key
         self.verify: bool | str = ca_bundle or True  # never False: TLS is always verified

@@ -36,7 +36,7 @@ GROUPS_WANTED="video render input audio"
 APT_PACKAGES="python3-venv python3-pip python3-picamera2 python3-pygame libzbar0 bluez fonts-dejavu-core"
 KIOSK_UNITS="kiosk.target kiosk-scanner.service kiosk-sync.service kiosk-beacon.service"
 SERVER_UNITS="kiosk-upstream.service"
-SOURCE_PARTS="setup.py setup.cfg kiosk scanner beacon sync systemd docs"
+SOURCE_PARTS="pyproject.toml setup.py kiosk scanner beacon sync systemd docs"
 # pip writes .pyc files; with this set they are hash-checked instead of dated, so a reinstall of the
 # same source gives the same bytes (the idempotence test hashes the whole tree).
 export SOURCE_DATE_EPOCH=1700000000

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import requests
 
 from conftest import run_kiosk
-from kiosk.privacy import seal_subject
+from kiosk.core.privacy import seal_subject
 from sync import protocol as p
-from sync.console import localtime as lt
+from sync.upstream.console import localtime as lt
 from upstream_helpers import AUTHORITY_KEYS, RawDevice, Upstream, start_upstream
 
 PASSWORDS = {"op": "operator password 1", "op2": "second operator pw", "viewer": "viewer password 1",

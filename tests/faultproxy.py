@@ -85,7 +85,7 @@ class FaultProxy:
         with self._lock:
             self.faults = dict(faults)
 
-    def _call(self, coro) -> None:  # noqa: ANN001
+    def _call(self, coro) -> None:
         asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     # ---- the proxy (in its own event loop) -------------------------------------------------------

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent / "appliance"))
-import compare_screens  # noqa: E402
-import image  # noqa: E402
+import compare_screens
+import image
 
 DATA = Path(__file__).parent / "data" / "appliance"
 
@@ -75,6 +75,7 @@ def test_a_build_that_died_half_way_is_never_used(tmp_path):
     assert again == final
 
 
+@pytest.mark.system
 def test_ready_screen_is_recognised(tmp_path):
     shot = tmp_path / "shot.png"
     result = compare_screens.compare_with_ready(_ready_screenshot(tmp_path, shot), tmp_path)

@@ -9,6 +9,8 @@ import json
 import sqlite3
 from datetime import timedelta
 
+import pytest
+
 import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -46,6 +48,7 @@ def checkins_recorded(state_dir) -> int:
         return conn.execute("SELECT count(*) FROM checkins").fetchone()[0]
 
 
+@pytest.mark.system
 def test_a_signer_expired_before_it_signed_is_refused_and_nothing_is_recorded(tmp_path, config_file, state_dir):
     lapsed = Issuer.new(valid_from=NOW - timedelta(days=400), valid_until=NOW - timedelta(days=30))
     payload = lapsed.hc1(iat=days_ago(10), exp=days_ago(-300))  # signed 20 days after its signer ended
@@ -73,6 +76,7 @@ def test_a_certificate_signed_while_its_signer_was_valid_stays_good_after_the_si
     assert cred.accepted and cred.facts["verdicts"]["signer_validity"] == "valid"
 
 
+@pytest.mark.system
 def test_a_date_tag_out_of_range_is_reported_not_a_traceback(tmp_path, config_file, state_dir):
     signer = Issuer.new()
     far = dict(VIETNAMESE_DCC, v=[dict(VIETNAMESE_DCC["v"][0], dt=cbor2.CBORTag(1, 2**39))])  # year ~19400

@@ -157,7 +157,8 @@ def test_enrollment_attempts_are_rate_limited_per_source(tmp_path):
 def test_an_upstream_database_made_before_device_bound_tokens_is_upgraded(tmp_path):
     import sqlite3
 
-    from sync.storage import Storage
+    from sync.protocol import ProtocolError
+    from sync.upstream.storage import Storage
 
     db = tmp_path / "old.db"
     with sqlite3.connect(db) as conn:  # the tokens table as earlier versions made it
@@ -166,7 +167,7 @@ def test_an_upstream_database_made_before_device_bound_tokens_is_upgraded(tmp_pa
     storage = Storage(str(db))
     try:
         tok = storage.create_token("enroll", "VENUE-1", ttl_s=60, device_id="dev-1")
-        refusal = pytest.raises(Exception, storage.enroll, tok, "dev-2", "VENUE-1", b"k" * 32, "test")
+        refusal = pytest.raises(ProtocolError, storage.enroll, tok, "dev-2", "VENUE-1", b"k" * 32, "test")
         assert refusal.value.reason == "device-mismatch"
         assert storage.enroll(tok, "dev-1", "VENUE-1", b"k" * 32, "test").action == "enrolled"
     finally:

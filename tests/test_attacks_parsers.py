@@ -14,9 +14,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kiosk.config import ConfigError, documented_keys, load_config
+from kiosk.core.config import ConfigError, documented_keys, load_config
 from kiosk.credentials.trust import TrustListError, load_trust_list
-from kiosk.statefiles import CHECKS, DamagedStateFile, read_state_file
+from kiosk.core.statefiles import CHECKS, DamagedStateFile, read_state_file
 from sync import protocol as p
 from sync.protocol import ProtocolError
 

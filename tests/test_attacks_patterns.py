@@ -6,11 +6,13 @@ from __future__ import annotations
 import sqlite3
 from datetime import timedelta
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import run_kiosk
-from kiosk.config import Config, ConfigError
+from kiosk.core.config import Config, ConfigError
 from kiosk.credentials.personal import PersonalTokenFormat
 
 NESTED = r"PC-([0-9A-F]+)+-OK"  # plausible, and exponential on a backtracking engine
@@ -22,6 +24,7 @@ def with_pattern(config_file, pattern: str):
     return config_file
 
 
+@pytest.mark.system
 def test_a_nested_repetition_pattern_does_not_hold_the_scan(config_file, state_dir):
     config = with_pattern(config_file, NESTED)
     hostile = "PC-" + "A" * 40 + "!"  # a backtracking engine would need ~2^40 steps on this
@@ -33,6 +36,7 @@ def test_a_nested_repetition_pattern_does_not_hold_the_scan(config_file, state_d
         assert conn.execute("SELECT count(*) FROM checkins").fetchone()[0] == 1  # the genuine one only
 
 
+@pytest.mark.system
 def test_patterns_that_need_backtracking_are_refused_at_load_naming_the_key(config_file, state_dir):
     original = config_file.read_text()
     for pattern in (r"(PC)\1", r"(?=PC)P.*", r"(?<!X)PC"):

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, kiosk_env, run_kiosk
 from credential_factory import CCCD
-from kiosk.privacy import write_private_file
+from kiosk.core.privacy import write_private_file
 
 
 @pytest.fixture
@@ -43,6 +43,7 @@ def mode(path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("name, content", [
     ("device-id", b""),                         # empty: rows with an empty device id could never upload
     ("device-id", b"kiosk-1a\xff\x00"),          # torn
@@ -62,6 +63,7 @@ def test_a_damaged_device_file_refuses_check_ins_and_is_kept(config_file, state_
     assert code == 1 and any(str(state_dir / name) in a and "damaged" in a for a in attention), attention
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("name, content", [("sync-device.key", b"short"), ("sync-enrollment.json", b'{"device_id": ')])
 def test_a_damaged_sync_identity_stops_the_uploader_with_a_clear_error(config_file, state_dir, name, content):
     (state_dir / name).write_bytes(content)
@@ -71,6 +73,7 @@ def test_a_damaged_sync_identity_stops_the_uploader_with_a_clear_error(config_fi
     assert any(str(state_dir / name) in a for a in status(config_file)[1])
 
 
+@pytest.mark.system
 def test_a_symbolic_link_in_place_of_the_secret_is_refused(config_file, state_dir, tmp_path):
     elsewhere = tmp_path / "attacker-chosen-secret"
     elsewhere.write_bytes(b"\x00" * 32)
@@ -79,6 +82,7 @@ def test_a_symbolic_link_in_place_of_the_secret_is_refused(config_file, state_di
     assert result.returncode == 3 and "symbolic link" in result.stderr and checkins(state_dir) == 0
 
 
+@pytest.mark.system
 def test_modes_are_exact_whatever_the_umask(config_file, state_dir):
     state_dir.chmod(0o755)  # an existing directory made by someone with a looser habit
     proc = subprocess.run([sys.executable, "-m", "kiosk", "--config", str(config_file), "checkin", "--payload", CCCD],
@@ -92,6 +96,7 @@ def test_modes_are_exact_whatever_the_umask(config_file, state_dir):
     assert not [a for a in status(config_file)[1] if "open to other users" in a]
 
 
+@pytest.mark.system
 def test_status_reports_secrets_others_can_read(config_file, state_dir):
     assert run_kiosk("--config", str(config_file), "checkin", "--payload", CCCD).returncode == 0
     (state_dir / "device-secret.key").chmod(0o644)
@@ -114,6 +119,7 @@ def test_write_private_file_cannot_be_led_through_a_planted_link(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp") and not p.is_symlink()) == []
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("where", ["config", "settings", "directory"])
 def test_a_file_other_users_can_write_is_not_obeyed(config_file, state_dir, tmp_path, where):
     if where == "config":
@@ -146,6 +152,7 @@ def test_a_file_other_users_can_write_is_not_obeyed(config_file, state_dir, tmp_
     assert checkins(state_dir) == 0
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("setting, value, words", [
     ("device.id", "../../etc/passwd", "'device.id'"),
     ("device.venue_id", "V1/../../x", "'device.venue_id'"),
@@ -165,6 +172,7 @@ def test_path_tricks_in_config_values_get_a_clear_error(config_file, state_dir, 
     assert "Traceback" not in result.stderr and checkins(state_dir) == 0
 
 
+@pytest.mark.system
 def test_a_shared_directory_is_never_taken_as_the_state_directory(config_file, tmp_path):
     shared = tmp_path / "shared"
     shared.mkdir()

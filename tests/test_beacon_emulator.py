@@ -3,7 +3,6 @@
 import signal
 import sqlite3
 import threading
-import time
 
 import pytest
 
@@ -12,7 +11,7 @@ from beacon.ids import id_at, load_base_key
 from beacon.register import f0_message
 from beacon.transport import open_transport
 from bluezone_phone import Phone
-from conftest import start_kiosk
+from conftest import start_kiosk, wait_until
 
 H = 3_600_000
 
@@ -26,21 +25,11 @@ def status(state_dir, component="beacon"):
     return row
 
 
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_phone_records_the_kiosk_and_matches_its_exposure_window(bt_emulator, state_dir):
     kiosk = start_kiosk("--state-dir", str(state_dir), "beacon", "--transport", bt_emulator.transport,
                         "--assume-clock-synced", "--seconds", "60")
     try:
-        wait_for(lambda: (status(state_dir) or ("",))[0] == "advertising", what="the kiosk to advertise")
+        wait_until(lambda: (status(state_dir) or ("",))[0] == "advertising", 20.0, "the kiosk to advertise")
         phone = Phone(str(bt_emulator.le_socket))
         records = phone.listen(3.0)
         phone.close()
@@ -87,7 +76,7 @@ def test_controller_errors_become_clear_messages(bt_emulator):
 def test_beacon_survives_the_adapter_disappearing_and_returning(tmp_path, state_dir):
     from beacon.emulator import Emulator
     from beacon.service import BeaconService
-    from kiosk.config import BeaconConfig
+    from kiosk.core.config import BeaconConfig
 
     emulator = Emulator(tmp_path / "bt").start()
     states = []
@@ -98,12 +87,12 @@ def test_beacon_survives_the_adapter_disappearing_and_returning(tmp_path, state_
     thread = threading.Thread(target=service.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: states and states[-1][0] == "advertising", what="advertising")
+        wait_until(lambda: states and states[-1][0] == "advertising", 20.0, "advertising")
         emulator.stop()
-        wait_for(lambda: states[-1][0] == "adapter-missing", what="the missing adapter to be noticed")
+        wait_until(lambda: states[-1][0] == "adapter-missing", 20.0, "the missing adapter to be noticed")
         assert "the controller is gone" in states[-1][1]["error"] or "no controller at" in states[-1][1]["error"]
         emulator.start()
-        wait_for(lambda: states[-1][0] == "advertising", what="advertising again")
+        wait_until(lambda: states[-1][0] == "advertising", 20.0, "advertising again")
         phone = Phone(str(emulator.le_socket))
         records = phone.listen(2.0)
         phone.close()

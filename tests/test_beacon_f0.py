@@ -75,6 +75,7 @@ def test_slot_windows_are_exact_at_both_ends():
     assert not phone_with([seen(base, slot_start)]).matches(f0_message(KEY, DAY, DAY0, slot_start - 1000))
 
 
+@pytest.mark.system
 def test_registration_record_and_f0_command():
     record = registration_record(BaseKey(KEY, DAY))
     assert record == {"scheme": "bluezone", "base_key": KEY.hex().upper(), "created_day": "2020-08-08",

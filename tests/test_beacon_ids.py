@@ -19,6 +19,7 @@ def test_real_phone_vector():
     assert id_at(base, VECTOR_MS).hex().upper() == "B9A665D754FE65E665D76A45"
 
 
+@pytest.mark.system
 def test_vector_through_the_command():
     result = run_kiosk("beacon", "id", "--key", VECTOR_KEY, "--key-day", "2020-08-08", "--at", "2020-08-08T05:56:31.387Z")
     assert result.returncode == 0, result.stderr
@@ -41,6 +42,7 @@ def test_ids_change_every_fifteen_minutes_and_roll_over_days():
     assert ids[96] == day_ids(dk1, 1)[0]
 
 
+@pytest.mark.system
 def test_no_id_before_the_key_existed():
     base = BaseKey(bytes.fromhex(VECTOR_KEY), VECTOR_DAY)
     with pytest.raises(ChainError, match="before the key's creation day"):
@@ -49,6 +51,7 @@ def test_no_id_before_the_key_existed():
     assert result.returncode == 2 and "before the key's creation day" in result.stderr
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("args, words", [
     (["--key", "00" * 31, "--key-day", "2020-08-08"], "64 hex digits"),
     (["--key", "zz" * 32, "--key-day", "2020-08-08"], "not hexadecimal"),
@@ -73,6 +76,7 @@ def test_base_key_is_made_once_private_and_dated(state_dir):
     assert record == {"base_key": base.key.hex().upper(), "created_day": "2020-08-08"}
 
 
+@pytest.mark.system
 def test_device_key_drives_id_and_registration_commands(state_dir):
     base = load_or_create_base_key(state_dir, VECTOR_MS)
     result = run_kiosk("--state-dir", str(state_dir), "beacon", "id", "--at", "2020-08-08T05:56:31Z")
@@ -82,6 +86,7 @@ def test_device_key_drives_id_and_registration_commands(state_dir):
     assert record["time"] == 1596844800 and record["slots_per_day"] == 96
 
 
+@pytest.mark.system
 def test_commands_without_a_key_say_how_to_get_one(state_dir):
     result = run_kiosk("--state-dir", str(state_dir), "beacon", "id")
     assert result.returncode != 0 and "no beacon key yet" in result.stderr

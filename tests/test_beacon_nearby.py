@@ -6,8 +6,8 @@ from beacon.ids import SLOT_MS, slot_start_ms
 from beacon.nearby import MAX_TRACKED, HciScanner, NearbyCounter, Sighting, open_scanner, BluepyScanner, ScanError
 from beacon.service import BeaconClock
 from bluezone_phone import Phone
-from kiosk.config import BeaconConfig
-from test_beacon_emulator import wait_for
+from kiosk.core.config import BeaconConfig
+from conftest import wait_until
 from test_beacon_service import real_ms, start_service
 
 A, B, C = (bytes([n]) * 12 for n in (1, 2, 3))
@@ -57,7 +57,7 @@ def test_a_failing_scanner_never_stops_advertising(bt_emulator, state_dir):
     config = BeaconConfig(scanner="unix:/nonexistent/bt-server-le", scan_seconds=1.0, scan_every_s=30.0)
     service, states, finish = start_service(state_dir, bt_emulator.transport, clock, config=config)
     try:
-        wait_for(lambda: [d for c, s, d in states if c == "nearby"], what="the scan to fail")
+        wait_until(lambda: [d for c, s, d in states if c == "nearby"], 20.0, "the scan to fail")
         phone = Phone(str(bt_emulator.le_socket))
         heard = phone.listen(1.0)
         phone.close()
@@ -92,7 +92,7 @@ def test_service_publishes_the_nearby_count_without_counting_itself(bt_emulator,
     config = BeaconConfig(scanner=bt_emulator.transport, scan_seconds=1.0, scan_every_s=30.0)
     service, states, finish = start_service(state_dir, bt_emulator.transport, clock, config=config)
     try:
-        nearby = wait_for(lambda: [d for c, s, d in states if c == "nearby"], timeout=20, what="a nearby count")
+        nearby = wait_until(lambda: [d for c, s, d in states if c == "nearby"], 20, "a nearby count")
     finally:
         finish()
         for phone in phones:

@@ -6,13 +6,14 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from beacon.ids import SLOT_MS, id_at, load_base_key, slot_start_ms
 from beacon.service import BeaconClock, BeaconService
 from beacon.transport import CapabilityMissing, explain_socket_error
 from bluezone_phone import Phone
-from conftest import run_kiosk
-from kiosk.config import BeaconConfig
-from test_beacon_emulator import wait_for
+from conftest import run_kiosk, wait_until
+from kiosk.core.config import BeaconConfig
 
 
 def real_ms():
@@ -64,11 +65,11 @@ def test_nothing_on_air_and_no_key_until_the_clock_is_trusted(bt_emulator, state
     phone = Phone(str(bt_emulator.le_socket))
     service, states, finish = start_service(state_dir, bt_emulator.transport, clock, assume_synced=False)
     try:
-        wait_for(lambda: states, what="a status")
+        wait_until(lambda: states, 20.0, "a status")
         assert states[-1][1] == "waiting-for-clock" and "not synchronised" in states[-1][2]["reason"]
         assert phone.listen(1.0) == [] and load_base_key(state_dir) is None
         synced.set()
-        wait_for(lambda: states[-1][1] == "advertising", timeout=15, what="advertising once the clock is trusted")
+        wait_until(lambda: states[-1][1] == "advertising", 15, "advertising once the clock is trusted")
         assert load_base_key(state_dir) is not None
         assert phone.listen(1.0)
     finally:
@@ -83,6 +84,7 @@ def tshark_text(path):
     return result.stdout
 
 
+@pytest.mark.system
 def test_pcap_output_dissected_by_tshark(tmp_path, state_dir):
     pcap = tmp_path / "beacon.pcap"
     result = run_kiosk("--state-dir", str(state_dir), "beacon", "--transport", f"pcap:{pcap}",
@@ -120,11 +122,12 @@ def test_pcap_output_dissected_by_tshark(tmp_path, state_dir):
         assert line in data, line
 
 
+@pytest.mark.system
 def test_too_fast_interval_is_refused_before_sending_on_a_pre_5_controller(tmp_path, state_dir):
     pcap = tmp_path / "fast.pcap"  # the pcap transport answers as a Bluetooth 4.2 controller
     service, states, finish = start_service(state_dir, f"pcap:{pcap}", config=BeaconConfig(interval_ms=50.0, retry_max_s=1))
     try:
-        wait_for(lambda: states and states[-1][1] == "error", what="an error state")
+        wait_until(lambda: states and states[-1][1] == "error", 20.0, "an error state")
     finally:
         finish()
     assert "below 100 ms" in states[-1][2]["error"] and "older than Bluetooth 5.0" in states[-1][2]["error"]
@@ -132,6 +135,7 @@ def test_too_fast_interval_is_refused_before_sending_on_a_pre_5_controller(tmp_p
     assert "LE Set Advertising Parameters" not in text and "LE Set Advertising Data" not in text
 
 
+@pytest.mark.system
 def test_raw_hci_without_bluetooth_or_privilege_gives_one_clear_message(state_dir):
     result = run_kiosk("--state-dir", str(state_dir), "beacon", "--transport", "hci0", "--assume-clock-synced",
                        "--seconds", "2")
@@ -158,6 +162,7 @@ def test_missing_capability_stops_the_service_with_one_message(state_dir, caplog
     assert sum("CAP_NET_RAW" in r.getMessage() for r in caplog.records) == 1
 
 
+@pytest.mark.system
 def test_bad_transport_option_is_a_usage_error(state_dir):
     result = run_kiosk("--state-dir", str(state_dir), "beacon", "--transport", "bluetooth!", "--seconds", "1")
     assert result.returncode == 2 and "hciN, unix:PATH or pcap:FILE" in result.stderr

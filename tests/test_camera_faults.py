@@ -33,6 +33,7 @@ def recorded(monkeypatch):
     return reports, attach
 
 
+@pytest.mark.system
 def test_a_camera_missing_at_start_is_retried_with_growing_waits_until_it_appears(tmp_path, config, recorded):
     reports, attach = recorded
     folder = tmp_path / "capture"
@@ -82,6 +83,7 @@ def test_a_camera_that_dies_right_after_opening_cannot_make_a_tight_loop(tmp_pat
     assert stats.outcomes.get("accepted") == 1 and stats.outcomes.get("duplicate", 0) == 0
 
 
+@pytest.mark.system
 def test_a_slow_reader_gets_the_newest_frame_and_the_rest_are_dropped_not_queued(tmp_path):
     """100 frames, each a different grey; the reader takes one every 30 ms while OpenCV reads the file at full speed."""
     levels = [10 + 2 * i for i in range(100)]
@@ -102,7 +104,7 @@ def test_a_slow_reader_gets_the_newest_frame_and_the_rest_are_dropped_not_queued
             if frame is None:
                 continue
             taken.append(int(np.abs(decoded - frame.mean()).argmin()))
-    except Exception as end:  # the file ends like an unplugged webcam
+    except Exception as end:  # noqa: BLE001 - the file ends like an unplugged webcam
         assert "stopped giving frames" in str(end)
     finally:
         grabber.stop()
@@ -112,6 +114,7 @@ def test_a_slow_reader_gets_the_newest_frame_and_the_rest_are_dropped_not_queued
     assert grabber.captured == 100 and grabber.dropped == 100 - len(taken) and len(taken) < 50
 
 
+@pytest.mark.system
 def test_the_loop_drops_frames_when_on_frame_is_slow_and_shows_it_in_the_status(config):
     """A 100 fps camera, a screen callback taking 40 ms: frames are dropped; the status shows rates."""
     config = config.replace(camera={"backend": "synthetic", "fps": 100.0, "synthetic_script": "demo"})
@@ -143,7 +146,7 @@ def test_a_driver_raising_something_unexpected_is_a_lost_camera_not_a_crash(conf
 @pytest.mark.parametrize("state, problem", [("ok", False), ("stalled", True), ("lost", True)])
 def test_the_screen_shows_a_stalled_or_lost_camera_as_a_problem(state_dir, state, problem):
     from kiosk.screen.statusbar import StatusPoller
-    from kiosk.store import Store
+    from kiosk.core.store import Store
 
     store = Store.open(state_dir)
     store.set_status("camera", state, {"backend": "picamera2", "error": "no frame for 2.4 s"})

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import picamera2_standin
+from conftest import wait_until
 from scanner.camera import CameraError, CameraMissing, open_camera
 from scanner.camera.picam import PiCamera
 from scanner.decode import decode_frame
@@ -131,25 +132,27 @@ def test_the_scanner_loop_rides_out_an_unplugged_ribbon_cable(rig, config):
     original = pipeline.store.set_status
     pipeline.store.set_status = lambda c, s, d=None: (states.append(s), original(c, s, d))
     stop = threading.Event()
-
-    def wait_for(condition, seconds: float = 20.0) -> None:
-        end = time.monotonic() + seconds
-        while not condition() and time.monotonic() < end:
-            time.sleep(0.05)
+    failed: list[BaseException] = []
 
     def cable() -> None:
-        wait_for(lambda: states[-1:] == ["ok"])
-        time.sleep(0.5)
-        rig.unplug()
-        wait_for(lambda: "lost" in states)
-        rig.replug()
-        wait_for(lambda: states[-1] == "ok")
-        stop.set()
+        try:
+            wait_until(lambda: states[-1:] == ["ok"], 20.0, "the camera to be ok")
+            time.sleep(0.5)
+            rig.unplug()
+            wait_until(lambda: "lost" in states, 20.0, "the unplugged camera to be lost")
+            rig.replug()
+            wait_until(lambda: states[-1] == "ok", 20.0, "the replugged camera to be ok")
+        except AssertionError as exc:  # raised in the test's thread below, not lost in this one
+            failed.append(exc)
+        finally:
+            stop.set()
 
     helper = threading.Thread(target=cable)
     helper.start()
     stats = run_scanner(pipeline, stop, seconds=60)
     helper.join()
+    if failed:
+        raise failed[0]
     status = pipeline.store.statuses()["camera"]
     pipeline.close()
     assert states[0] == "ok" and "stalled" in states and "lost" in states and states[-1] == "ok"

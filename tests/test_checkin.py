@@ -4,7 +4,7 @@ import json
 import re
 
 from conftest import run_kiosk
-from kiosk.store import Store
+from kiosk.core.store import Store
 from scanner.camera.synthetic import demo_token
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -36,7 +36,7 @@ def test_checkin_from_file_gives_one_result_line_per_payload(config_file, state_
     result = run_kiosk("--config", str(config_file), "checkin", "--from-file", str(sheet))
     assert result.returncode == 1  # not every line was accepted
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [(l["line"], l["event"]) for l in lines] == [
+    assert [(r["line"], r["event"]) for r in lines] == [
         (1, "accepted"), (2, "rejected"), (4, "accepted"), (5, "duplicate"), (6, "rejected")]
     store = Store.open(state_dir)
     assert store.checkin_ids() == {lines[0]["checkin_id"], lines[2]["checkin_id"]}

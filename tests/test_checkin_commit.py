@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import json
 
-from kiosk.store import CheckinRow, Store
+from kiosk.core.store import CheckinRow, Store
 from sync.backlog import seed_backlog
 from sync.outbox import Outbox, batch_document
-from sync.schema import CheckinBatch
+from sync.upstream.schema import CheckinBatch
 
 WINDOW_S = 900.0
 

@@ -37,6 +37,7 @@ def test_the_table_says_what_each_module_registers():
         assert registered == listed, f"kiosk/cli.py's COMMANDS is out of date for {module}"
 
 
+@pytest.mark.system
 def test_help_lists_every_command_and_imports_no_command_stack():
     result = subprocess.run([sys.executable, "-m", "kiosk", "--help"], capture_output=True, text=True, timeout=60,
                             env=kiosk_env(), cwd=ROOT)
@@ -52,17 +53,20 @@ def test_the_command_is_found_past_the_global_options(argv, command):
     assert chosen_command(argv) == command
 
 
+@pytest.mark.system
 def test_status_and_checkin_load_no_frame_upload_or_certificate_stack(config_file):
     assert loaded_after("--config", str(config_file), "status") == set()
     assert loaded_after("--config", str(config_file), "checkin", "--payload", "not a code") == set()
 
 
+@pytest.mark.system
 def test_a_kiosk_on_the_synthetic_camera_never_loads_opencv(config_file):
     loaded = loaded_after("--config", str(config_file), "--log-level", "WARNING", "run", "--headless", "--seconds", "3")
     assert "numpy" in loaded  # it did decode frames
     assert "cv2" not in loaded and "requests" not in loaded
 
 
+@pytest.mark.system
 def test_an_unknown_command_is_a_usage_error_not_a_traceback():
     result = subprocess.run([sys.executable, "-m", "kiosk", "no-such-command"], capture_output=True, text=True,
                             timeout=60, env=kiosk_env(), cwd=ROOT)
@@ -73,9 +77,9 @@ def test_the_uploader_draining_its_queue_loads_no_frame_or_migration_stack(tmp_p
     """sqlite-utils (and its numpy) once came in through the uploader's first status read: 20 MB of its 50."""
     from nacl.public import PrivateKey
 
-    from kiosk.store import Store
+    from kiosk.core.store import Store
     from sync.backlog import seed_backlog
-    from sync.bench import VENUE, _stop, enrolled_device, start_upstream
+    from kiosk.sync_bench import VENUE, _stop, enrolled_device, start_upstream
 
     upstream, url = start_upstream(str(tmp_path / "upstream.db"))
     try:

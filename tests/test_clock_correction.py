@@ -6,12 +6,12 @@ import sqlite3
 
 import sqlite_utils
 
-from kiosk.clock import Clock, Instant
-from kiosk.clockfix import ClockWatch, correct_checkin_times
+from kiosk.core.clock import Clock, Instant
+from kiosk.core.clockfix import ClockWatch, correct_checkin_times
 from kiosk.health import CLOCK_CHECK_EVERY_S, ScannerHealth
 from kiosk.pipeline import Pipeline
-from kiosk.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Store
-from kiosk.watchdog import LoopWatch, Notifier
+from kiosk.core.store import DB_NAME, MIGRATIONS, SCHEMA_VERSION, Store
+from kiosk.core.watchdog import LoopWatch, Notifier
 
 BOOT = "11111111-2222-3333-4444-555555555555"
 TRUE_START_MS = 1_767_225_600_000        # 2026-01-01 00:00 UTC: what the time really was at "boot + 100 s"

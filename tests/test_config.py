@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_kiosk
-from kiosk.config import Config, ConfigError, documented_keys, load_config
+from kiosk.core.config import Config, ConfigError, documented_keys, load_config
 
 EXAMPLE = ROOT / "kiosk" / "kiosk.example.toml"
 
@@ -66,6 +66,7 @@ def test_env_and_flag_choose_file_and_state_dir(tmp_path, monkeypatch):
     assert load_config(state_dir=str(tmp_path / "s2")).state_dir == tmp_path / "s2"
 
 
+@pytest.mark.system
 def test_service_does_not_start_half_configured(tmp_path):
     path = write(tmp_path, f"[device]\nstate_dir = '{tmp_path / 'state'}'\n[camera]\nbackend = 'webcam9000'\n")
     result = run_kiosk("--config", str(path), "run", "--headless", "--seconds", "1")
@@ -74,6 +75,7 @@ def test_service_does_not_start_half_configured(tmp_path):
     assert not (tmp_path / "state").exists()
 
 
+@pytest.mark.system
 def test_missing_file_is_a_clear_error(tmp_path):
     result = run_kiosk("--config", str(tmp_path / "nope.toml"), "checkin", "--payload", "x")
     assert result.returncode == 2
@@ -81,7 +83,7 @@ def test_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_settings_made_on_the_device_override_the_file_and_survive_restart(config_file, state_dir):
-    from kiosk.config import save_overrides
+    from kiosk.core.config import save_overrides
 
     save_overrides(state_dir, {"device": {"direction": "exit", "venue_name": 'Chợ "Lớn"'}})
     config = load_config(config_file)

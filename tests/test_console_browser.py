@@ -22,12 +22,11 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import run_kiosk
+from conftest import require_tool, run_kiosk
 from console_helpers import HEARTBEAT, PASSWORDS, login, start_console
 from sync import protocol as p
 from upstream_helpers import PostgresServer
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -55,7 +54,8 @@ def screenshots(tmp_path_factory) -> Path:
 @pytest.fixture
 def browser(tmp_path):
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    # Debian's chromium and its driver: no browser downloaded
+    options.binary_location = require_tool("chromium", "chromium")
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,900",
                 "--lang=vi", "--disable-gpu"):
         options.add_argument(arg)
@@ -63,7 +63,7 @@ def browser(tmp_path):
     downloads.mkdir()
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # no Selenium Manager download
+    driver = webdriver.Chrome(service=Service(require_tool("chromedriver", "chromium-driver")), options=options)  # no Selenium Manager download
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                            {"width": 1366, "height": 768, "deviceScaleFactor": 1, "mobile": False})
     driver.set_page_load_timeout(60)
@@ -92,7 +92,7 @@ def click(driver, element) -> None:
     """Click, and wait until the next page has replaced this one (a form post can take a moment)."""
     element.click()
 
-    def replaced(_driver) -> bool:  # noqa: ANN001
+    def replaced(_driver) -> bool:
         try:
             element.is_enabled()
             return False

@@ -11,7 +11,7 @@ import requests
 
 from conftest import run_kiosk
 from console_helpers import PASSWORDS, add_user, form_token, login, start_console
-from sync.storage import Storage
+from sync.upstream.storage import Storage
 from upstream_helpers import start_upstream
 
 

@@ -6,7 +6,7 @@ import time
 
 from conftest import start_kiosk
 from kiosk.events import read_events
-from kiosk.store import Store
+from kiosk.core.store import Store
 
 
 def test_kill_9_never_loses_an_announced_checkin(tmp_path, config_file, state_dir):

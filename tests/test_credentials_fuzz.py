@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from credential_factory import CCCD, VIETNAMESE_DCC, Issuer, hc1_from_cose
-from kiosk.config import Config
+from kiosk.core.config import Config
 from kiosk.credentials import Registry, default_registry, hc1
 from kiosk.credentials.base import REASONS, FormatContext
 from kiosk.credentials.cccd import CccdFormat
 from kiosk.credentials.provisioning import ProvisioningCode, ProvisioningFormat, make_code, new_signing_keypair
 from kiosk.credentials.trust import TrustList
 from kiosk.pipeline import Pipeline
-from kiosk.privacy import unseal_subject
+from kiosk.core.privacy import unseal_subject
 
 ISSUER = Issuer.new()
 TRUST = TrustList.of([(ISSUER.cert, None)], "fuzz")

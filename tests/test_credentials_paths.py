@@ -15,7 +15,7 @@ from conftest import TEST_PATTERN, run_kiosk
 from credential_factory import CCCD, Issuer
 from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
 from kiosk.events import read_events
-from kiosk.privacy import unseal_subject
+from kiosk.core.privacy import unseal_subject
 from scanner.render import render_code, scene
 
 TOKEN = "DEMO-HQR-00000000C0DE"

@@ -9,11 +9,12 @@ import time
 import uuid
 
 import pygame
+import pytest
 
 from conftest import run_kiosk
-from kiosk.clock import LOCAL_ZONE, local_day_start_ms
+from kiosk.core.clock import LOCAL_ZONE, local_day_start_ms
 from kiosk.screen.statusbar import StatusPoller
-from kiosk.store import CheckinRow, Store
+from kiosk.core.store import CheckinRow, Store
 from test_screen_app import fonts, kiosk  # noqa: F401 - fixtures
 
 
@@ -32,6 +33,7 @@ def test_local_midnight_is_vietnam_midnight():
     assert dt.datetime.fromtimestamp(local_day_start_ms(before) / 1000, LOCAL_ZONE).hour == 0
 
 
+@pytest.mark.system
 def test_status_json_counts_todays_checkins_in_local_time(config_file, state_dir):
     assert run_kiosk("--config", str(config_file), "checkin", "--payload", "DEMO-HQR-00000000000A").returncode == 0
     store = Store.open(state_dir)

@@ -21,14 +21,14 @@ import numpy as np
 import pygame
 import pytest
 
-from conftest import ROOT, kiosk_env, run_kiosk, start_kiosk
-from kiosk.config import load_config, save_overrides
+from conftest import ROOT, kiosk_env, run_kiosk, start_kiosk, wait_until
+from kiosk.core.config import load_config, save_overrides
 from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
 from kiosk.pipeline import Pipeline
 from kiosk.provisioning import ProvisioningFlow
 from kiosk.screen.app import ScreenApp
 from kiosk.service import run_scanner
-from kiosk.store import Store
+from kiosk.core.store import Store
 from scanner.camera.base import Camera
 from scanner.render import render_code, scene
 from sync.enroll import INTENT_FILE
@@ -71,14 +71,8 @@ def code_for(venue: str, upstream: str, enrollment_token: str, direction: str = 
     return make_code(SIGNER[0], ProvisioningCode(venue, name, direction, upstream, enrollment_token, int(time.time())))
 
 
-def wait_for(what, timeout: float = 30.0, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(every)
+def wait_for(what, timeout: float = 30.0):  # the suite's wait_until, with this file's timeout
+    return wait_until(what, timeout)
 
 
 def events(path: Path) -> list[dict]:
@@ -114,7 +108,7 @@ class HeldCodes(Camera):
         self.empty = scene(640, 480, None, seed=1)
 
     @classmethod
-    def from_config(cls, config):  # noqa: ANN001, ANN206
+    def from_config(cls, config):
         return cls()
 
     def open(self) -> None:
@@ -194,6 +188,7 @@ def test_screen_provisioning_then_a_maintenance_change_keeps_the_venue(tmp_path)
 
 
 # ---- a settings change reaches every running process ----------------------------------------
+@pytest.mark.system
 def test_a_settings_change_reaches_the_running_scanner_and_uploader(tmp_path):
     state_dir = tmp_path / "state"
     config_file = device_config(tmp_path / "kiosk.toml", state_dir, 'backend = "synthetic"\nsynthetic_script = "unique"')
@@ -238,6 +233,7 @@ def test_a_settings_change_reaches_the_running_scanner_and_uploader(tmp_path):
 
 
 # ---- provisioning scanned, then the power is cut --------------------------------------------
+@pytest.mark.system
 def test_a_code_scanned_just_before_a_power_cut_is_enrolled_after_restart(tmp_path):
     state_dir = tmp_path / "state"
     frames = tmp_path / "frames"
@@ -289,6 +285,7 @@ def test_a_code_scanned_just_before_a_power_cut_is_enrolled_after_restart(tmp_pa
     assert not any("enroll" in a for a in report["attention"]), report["attention"]
 
 
+@pytest.mark.system
 def test_provision_offline_saves_and_says_what_happens_next(tmp_path):
     state_dir = tmp_path / "state"
     config_file = device_config(tmp_path / "kiosk.toml", state_dir)
@@ -304,6 +301,7 @@ def test_provision_offline_saves_and_says_what_happens_next(tmp_path):
     assert (state_dir / INTENT_FILE).exists()
 
 
+@pytest.mark.system
 def test_provision_with_a_used_or_wrong_token_says_to_ask_for_a_new_code(tmp_path):
     state_dir = tmp_path / "state"
     config_file = device_config(tmp_path / "kiosk.toml", state_dir)
@@ -325,6 +323,7 @@ def test_provision_with_a_used_or_wrong_token_says_to_ask_for_a_new_code(tmp_pat
 
 
 # ---- broken files -----------------------------------------------------------------------------
+@pytest.mark.system
 @pytest.mark.parametrize("damage", [b"", b"[device]\nvenue_id = \"GATE", b"\xff\xfe\x00", b"[device]\nvenue_id = 7\n",
                                     b"device = 1\n"])
 def test_a_damaged_settings_file_keeps_the_last_good_settings(tmp_path, damage):
@@ -350,6 +349,7 @@ def test_a_damaged_settings_file_keeps_the_last_good_settings(tmp_path, damage):
         assert list(state_dir.glob("settings.toml.damaged-*"))
 
 
+@pytest.mark.system
 def test_a_settings_file_broken_while_running_is_logged_and_the_venue_kept(tmp_path):
     state_dir = tmp_path / "state"
     config_file = device_config(tmp_path / "kiosk.toml", state_dir, 'backend = "synthetic"\nsynthetic_script = "unique"')
@@ -375,10 +375,11 @@ def test_a_settings_file_broken_while_running_is_logged_and_the_venue_kept(tmp_p
     assert venues == {"GATE-5"} and directions == {"entry"}
 
 
+@pytest.mark.system
 def test_two_writers_at_once_both_take_effect(tmp_path):
     state_dir = tmp_path / "state"
     state_dir.mkdir()
-    writer = ("import sys; from pathlib import Path; from kiosk.config import save_overrides\n"
+    writer = ("import sys; from pathlib import Path; from kiosk.core.config import save_overrides\n"
               "for n in range(40): save_overrides(Path(sys.argv[1]), {sys.argv[2]: {sys.argv[3]: sys.argv[4 + n % 2]}})\n")
     procs = [subprocess.Popen([sys.executable, "-c", writer, str(state_dir), *args], env=kiosk_env(), cwd=ROOT)
              for args in (("device", "direction", "exit", "entry"), ("screen", "language", "en", "vi"))]
@@ -392,6 +393,7 @@ def test_two_writers_at_once_both_take_effect(tmp_path):
 
 
 # ---- kiosk status: non-zero for every condition that refuses visitors or stops uploads ----------
+@pytest.mark.system
 def test_status_names_each_refusing_condition(tmp_path):
     state_dir = tmp_path / "state"
     Store.open(state_dir).close()
@@ -417,6 +419,7 @@ def test_status_names_each_refusing_condition(tmp_path):
     assert run.returncode == 2  # the same check stops the scanner
 
 
+@pytest.mark.system
 def test_status_on_read_only_storage(tmp_path, config_file, state_dir):
     Store.open(state_dir).close()
     script = 'mount --bind "$STATE" "$STATE"\nmount -o remount,bind,ro "$STATE"\nexec "$@"\n'
@@ -427,6 +430,7 @@ def test_status_on_read_only_storage(tmp_path, config_file, state_dir):
     assert f"ATTENTION: storage read-only: {state_dir} cannot be written, so check-ins are refused" in result.stdout
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("damage", [b"", b'{"device_id": "gate-kiosk", "venue_id": "GA', b"[1, 2]"])
 def test_a_damaged_enrollment_file_is_attention_and_nothing_uploads_as_someone_else(tmp_path, damage):
     state_dir = tmp_path / "state"
@@ -436,5 +440,5 @@ def test_a_damaged_enrollment_file_is_attention_and_nothing_uploads_as_someone_e
     (state_dir / "sync-enrollment.json").write_bytes(damage)
     code, report = status(config_file)
     assert code == 1 and any("sync-enrollment.json is damaged" in a for a in report["attention"]), report["attention"]
-    result = run_kiosk("--config", str(config_file), "sync", "--once")  # kiosk/statefiles.py: exit 3, the file named
+    result = run_kiosk("--config", str(config_file), "sync", "--once")  # kiosk/core/statefiles.py: exit 3, the file named
     assert result.returncode == 3 and "sync-enrollment.json" in result.stderr and "Traceback" not in result.stderr

@@ -22,7 +22,7 @@ from cryptography import x509
 from PIL import Image
 
 from kiosk.credentials import hc1
-from kiosk.clock import parse_instant_ms
+from kiosk.core.clock import parse_instant_ms
 from kiosk.credentials.trust import TrustList
 from scanner.decode import decode_frame
 from scanner.render import render_code, scene

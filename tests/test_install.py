@@ -85,7 +85,7 @@ def test_the_installed_tree_is_what_a_pi_needs(installed):
     # dependencies come from the package index on a real install (skipped here).
     assert "from kiosk.cli import main" in (root / "opt/kiosk/venv/bin/kiosk").read_text()
     version = subprocess.run([str(root / "opt/kiosk/venv/bin/python"), "-c",
-                              "import kiosk.cli, kiosk.status, kiosk.watchdog; print(kiosk.__version__)"],
+                              "import kiosk.cli, kiosk.status, kiosk.core.watchdog; print(kiosk.__version__)"],
                              capture_output=True, text=True, cwd=root,
                              env={"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"})
     assert version.stdout.strip() == "0.1.0", version.stderr

@@ -35,6 +35,7 @@ def app_for(fonts, state_dir, snapshot=None, **device):
     return ScreenApp(pygame.Surface((800, 480)), config, fonts=fonts, status=lambda: snapshot)
 
 
+@pytest.mark.system
 def test_the_screenshot_command_renders_it_in_both_languages(tmp_path):
     for lang in ("vi", "en"):
         out = tmp_path / f"oos-{lang}.png"

@@ -1,7 +1,7 @@
 """A kiosk installs on a Raspberry Pi without a compiler: every device dependency has a wheel for
 Raspberry Pi OS 64-bit (aarch64, CPython 3.11, glibc 2.36).
 
-pip resolves setup.py's device requirements (and theirs) for that platform, binary wheels only, as
+pip resolves pyproject.toml's core and device requirements (and theirs) for that platform, binary wheels only, as
 the Pi's pip would; a package with no such wheel makes the resolution fail and names itself. It needs
 PyPI (CI has it). What is not on PyPI comes from Raspberry Pi OS's apt, as systemd/install.sh does:
 picamera2 (python3-picamera2) and libzbar0 for pyzbar. bluepy, in the `pi` extra only (nearby-phone
@@ -11,9 +11,9 @@ needs gcc and libglib2.0-dev (docs/efficiency.md).
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,17 +22,14 @@ PI_PLATFORMS = ("manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_
                 "manylinux_2_34_aarch64", "manylinux_2_35_aarch64", "manylinux_2_36_aarch64", "linux_aarch64")
 
 
-def setup_list(name: str) -> list[str]:
-    """A requirement list (CORE, DEVICE) as setup.py spells it, read without running setup()."""
-    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
-            return list(ast.literal_eval(node.value))
-    raise AssertionError(f"setup.py has no {name} list")
+def device_requirements() -> list[str]:
+    """The core and ``device`` requirements as pyproject.toml spells them."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return project["dependencies"] + project["optional-dependencies"]["device"]
 
 
 def test_every_device_dependency_has_an_aarch64_cpython311_wheel(tmp_path):
-    requirements = setup_list("CORE") + setup_list("DEVICE")
+    requirements = device_requirements()
     assert any(r.startswith("zxing-cpp") for r in requirements)  # the list really is the device's
     platforms = [arg for platform in PI_PLATFORMS for arg in ("--platform", platform)]
     result = subprocess.run(

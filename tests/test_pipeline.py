@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kiosk.clock import Instant
+from kiosk.core.clock import Instant
 from kiosk.pipeline import Pipeline
 from scanner.camera.synthetic import demo_token
 from scanner.render import render_code, scene

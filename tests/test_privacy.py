@@ -14,7 +14,7 @@ from conftest import run_kiosk
 from credential_factory import CCCD, Issuer
 from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
 from kiosk.pipeline import Pipeline
-from kiosk.privacy import new_sealing_keypair, unseal_subject, visitor_ref
+from kiosk.core.privacy import new_sealing_keypair, unseal_subject, visitor_ref
 
 TOKEN = "DEMO-HQR-00000000ABCD"
 ENROLL = "enroll-SECRET-0123456789"
@@ -115,6 +115,7 @@ def test_without_authority_key_check_ins_are_refused_but_provisioning_works(conf
     pipeline.close()
 
 
+@pytest.mark.system
 def test_checkin_command_without_or_with_a_bad_authority_key(tmp_path, state_dir):
     path = tmp_path / "k.toml"
     path.write_text(f"[device]\nvenue_id = 'V1'\nstate_dir = '{state_dir}'\n")

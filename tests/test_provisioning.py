@@ -96,6 +96,7 @@ def test_signed_but_malformed_body_is_refused():
     assert verify("KIOSK-PROV1:a!b.c").reason == "malformed"
 
 
+@pytest.mark.system
 def test_command_line_tools_make_keys_and_codes_the_kiosk_accepts(tmp_path):
     keys = tmp_path / "authority"
     made = run_kiosk("authority-keys", str(keys))

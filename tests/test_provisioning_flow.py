@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 
 from conftest import run_kiosk
-from kiosk.config import SettingsWatch, load_config, save_overrides
+from kiosk.core.config import SettingsWatch, load_config, save_overrides
 from kiosk.credentials.provisioning import ProvisioningCode, make_code, new_signing_keypair
 from kiosk.events import PROVISIONING
 from kiosk.pipeline import Pipeline
 from kiosk.provisioning import ProvisioningFlow
 from kiosk.status import gather
-from kiosk.store import Store
+from kiosk.core.store import Store
 from scanner.render import render_code, scene
 from sync.enroll import INTENT_FILE, IntentDamaged, load_intent
 
@@ -69,6 +69,7 @@ def film(folder: Path, payloads: list[str]) -> None:
             n += 1
 
 
+@pytest.mark.system
 def test_a_new_kiosk_is_provisioned_by_scanning_a_signed_code(blank_config_file, tmp_path, state_dir):
     visitor = "DEMO-HQR-0000000000A1"
     film(tmp_path / "frames", [visitor, code_for("CHO-LON-7", "exit"), "DEMO-HQR-0000000000A2"])
@@ -117,6 +118,7 @@ def quick_retries(monkeypatch):
     monkeypatch.setattr(prov, "RETRY_CAP_S", 0.2)
 
 
+@pytest.mark.system
 def test_unreachable_upstream_keeps_the_intent_and_a_restart_completes_it(blank_config_file, state_dir, tmp_path,
                                                                           quick_retries):
     from upstream_helpers import free_port, start_upstream, token
@@ -275,6 +277,7 @@ def test_the_screen_confirmation_provisions_a_new_kiosk(blank_config_file, state
         pygame.display.quit()
 
 
+@pytest.mark.system
 def test_scan_enroll_upload_against_a_real_upstream(tmp_path, state_dir, authority_keys):
     """The whole step a venue manager takes: the code (with a real one-time token) is scanned, the
     kiosk enrolls with a real upstream, and a visitor scanned next is uploaded by `kiosk sync`."""

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from kiosk.records import DETAILS, STATES, Component, SyncState, read_records
-from kiosk.store import Store
+from kiosk.core.records import DETAILS, STATES, Component, SyncState, read_records
+from kiosk.core.store import Store
 
 
 def test_a_state_or_detail_outside_the_contract_is_refused(state_dir):
@@ -36,7 +36,7 @@ def test_every_component_has_states_and_details():
 
 
 def test_no_bare_state_strings_are_written():
-    """Every set_status call in the code names its component and state through kiosk/records.py."""
+    """Every set_status call in the code names its component and state through kiosk/core/records.py."""
     offenders = []
     for path in [*ROOT.glob("kiosk/**/*.py"), *ROOT.glob("sync/*.py"), *ROOT.glob("beacon/*.py"), *ROOT.glob("scanner/**/*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):

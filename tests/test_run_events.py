@@ -3,7 +3,7 @@
 import json
 
 from conftest import run_kiosk
-from kiosk.store import Store
+from kiosk.core.store import Store
 
 
 def test_run_emits_events_for_scripted_visitors(config_file, state_dir):

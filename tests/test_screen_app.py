@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402
+import pygame
 
-from kiosk.config import ConfigError, load_config  # noqa: E402
-from kiosk.credentials import Credential  # noqa: E402
-from kiosk.events import Outcome  # noqa: E402
-from kiosk.screen.app import SYNC_WAKE_FILE, ScreenApp  # noqa: E402
-from kiosk.screen.fonts import Fonts  # noqa: E402
-from kiosk.screen.maintenance import IDLE_CLOSE_S, LONG_PRESS_S, MAX_PIN_FAILURES  # noqa: E402
-from kiosk.screen.samples import sample_frame, sample_snapshot  # noqa: E402
-from kiosk.screen.states import view_for_outcome  # noqa: E402
+from kiosk.core.config import ConfigError, load_config
+from kiosk.credentials import Credential
+from kiosk.events import Outcome
+from kiosk.screen.app import SYNC_WAKE_FILE, ScreenApp
+from kiosk.screen.fonts import Fonts
+from kiosk.screen.maintenance import IDLE_CLOSE_S, LONG_PRESS_S, MAX_PIN_FAILURES
+from kiosk.screen.samples import sample_frame, sample_snapshot
+from kiosk.screen.states import view_for_outcome
 
 
 class RecordingSounds:
@@ -56,7 +56,7 @@ def kiosk(fonts, config, state_dir):
     status = {"snapshot": sample_snapshot(time.time_ns() // 10**6)}
     app = ScreenApp(surface, config.replace(screen={"pin": "2468"}), fonts=fonts, sounds=RecordingSounds(),
                     status=lambda: status["snapshot"], now=clock)
-    app.test_clock, app.test_status = clock, status  # type: ignore[attr-defined]
+    app.test_clock, app.test_status = clock, status
     app.step([])
     return app
 
@@ -339,7 +339,7 @@ def test_provisioning_asks_first_then_calls_the_hook(fonts, config):
     applied = []
     app = ScreenApp(pygame.Surface((800, 480)), config, fonts=fonts, sounds=RecordingSounds(), now=Clock(),
                     on_provisioning=lambda credential: applied.append(credential.facts["venue_id"]))
-    app.test_clock = app.now  # type: ignore[attr-defined]
+    app.test_clock = app.now
     app.post_outcome(provisioning_outcome())
     app.step([])
     assert shown(app) == "provisioning" and {"confirm", "cancel"} <= set(app._buttons)
@@ -358,7 +358,7 @@ def test_provisioning_can_be_cancelled_fails_visibly_and_times_out(fonts, config
 
     app = ScreenApp(pygame.Surface((800, 480)), config, fonts=fonts, sounds=RecordingSounds(), now=clock,
                     on_provisioning=refuse)
-    app.test_clock = clock  # type: ignore[attr-defined]
+    app.test_clock = clock
     app.post_outcome(provisioning_outcome())
     app.step([])
     key(app, pygame.K_ESCAPE)
@@ -376,6 +376,7 @@ def test_provisioning_can_be_cancelled_fails_visibly_and_times_out(fonts, config
 
 
 # ---- never in the way -------------------------------------------------------------------------
+@pytest.mark.system
 def test_scanner_and_screen_never_wait_on_each_other(fonts, config):
     """A stalled screen does not stop scanning, and a stalled pipeline does not stop drawing."""
     from kiosk.pipeline import Pipeline
@@ -431,7 +432,7 @@ def test_a_real_signed_setup_code_through_the_pipeline_asks_for_confirmation(fon
     applied = []
     app = ScreenApp(pygame.Surface((800, 480)), config, fonts=fonts, sounds=RecordingSounds(), now=Clock(),
                     on_provisioning=lambda credential: applied.append(credential.content.venue_id))
-    app.test_clock = app.now  # type: ignore[attr-defined]
+    app.test_clock = app.now
     pipeline.sinks.append(app.post_outcome)
     try:
         code = ProvisioningCode("CHO-BEN-THANH", "Chợ Bến Thành – cổng 2", "exit", "https://upstream.example.vn/api",

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402
-import pygame.freetype  # noqa: E402
+import pygame
+import pygame.freetype
 
-from kiosk.screen.catalogue import CATALOGUE, LANGUAGES, SAMPLE_PARAMS, parameters, say  # noqa: E402
-from kiosk.screen.fonts import BUNDLED_DIR, FACES, Fonts, font_file, missing_glyphs  # noqa: E402
-from kiosk.screen.layout import Layout  # noqa: E402
+from kiosk.screen.catalogue import CATALOGUE, LANGUAGES, SAMPLE_PARAMS, parameters, say
+from kiosk.screen.fonts import BUNDLED_DIR, FACES, Fonts, font_file, missing_glyphs
+from kiosk.screen.layout import Layout
 
 SCREEN_CODE = Path(__file__).resolve().parent.parent / "kiosk" / "screen"
 LAYOUTS = [Layout.for_size(w, h) for w, h in ((800, 480), (1024, 600), (1920, 1080), (480, 800), (600, 1024))]

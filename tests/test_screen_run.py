@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 import numpy as np
 from PIL import Image
 
@@ -21,6 +23,7 @@ def colour_share(path: Path, colour: tuple[int, int, int]) -> float:
     return float((np.abs(pixels - np.array(colour)).max(axis=2) <= 6).mean())
 
 
+@pytest.mark.system
 def test_kiosk_run_drives_the_screen_from_the_real_pipeline(config_file, tmp_path):
     events = tmp_path / "events.jsonl"
     result = run_kiosk("--config", str(config_file), "--log-level", "DEBUG", "run", "--seconds", "9",
@@ -35,6 +38,7 @@ def test_kiosk_run_drives_the_screen_from_the_real_pipeline(config_file, tmp_pat
     assert "Chợ Bến Thành" not in result.stderr  # names and venue only on the screen, not in logs
 
 
+@pytest.mark.system
 def test_a_display_that_cannot_open_explains_itself_and_scanning_goes_on(config_file, tmp_path):
     events = tmp_path / "events.jsonl"
     result = run_kiosk("--config", str(config_file), "run", "--seconds", "6", "--events", str(events),
@@ -59,6 +63,7 @@ def test_missing_kms_and_missing_permission_are_told_apart(monkeypatch):
     assert choose_driver({"DISPLAY": ":0", "SDL_VIDEODRIVER": "dummy"}) == "dummy"
 
 
+@pytest.mark.system
 def test_demo_headless_draws_every_outcome_offscreen(tmp_path):
     shots = tmp_path / "shots"
     result = run_kiosk("--state-dir", str(tmp_path / "state"), "demo", "--headless", "--seconds", "12",
@@ -76,6 +81,7 @@ def test_demo_headless_draws_every_outcome_offscreen(tmp_path):
         assert colour_share(shot, LOOKS[state].background) > 0.25, state
 
 
+@pytest.mark.system
 def test_demo_in_a_window_uses_the_same_screen(tmp_path):
     result = run_kiosk("--state-dir", str(tmp_path), "demo", "--seconds", "5", SDL_VIDEODRIVER="dummy",
                        SDL_AUDIODRIVER="dummy")
@@ -84,6 +90,7 @@ def test_demo_in_a_window_uses_the_same_screen(tmp_path):
     assert "demo screen: shown" in result.stderr and "accepted=" in result.stderr
 
 
+@pytest.mark.system
 def test_screen_benchmark_prints_frame_times_per_state_and_size():
     result = run_kiosk("bench", "screen", "--frames", "10", SDL_AUDIODRIVER="dummy", timeout=300)
     assert result.returncode == 0, result.stderr

@@ -55,9 +55,11 @@ def run_probe(audio_driver: str) -> list[str]:
     return result.stdout.split()
 
 
+@pytest.mark.system
 def test_sound_plays_on_an_audio_device():
     assert run_probe("dummy") == ["True", "True", "False"]
 
 
+@pytest.mark.system
 def test_no_audio_device_means_silence_not_a_crash():
     assert run_probe("no-such-audio-driver") == ["False", "False", "True"]

@@ -12,12 +12,12 @@ from PIL import Image
 from conftest import run_kiosk
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402
+import pygame
 
-from kiosk.screen.fonts import Fonts  # noqa: E402
-from kiosk.screen.layout import Layout  # noqa: E402
-from kiosk.screen.samples import staged_app  # noqa: E402
-from kiosk.screen.states import LOOKS, SCREENSHOT_LOOK, SCREENSHOT_STATES  # noqa: E402
+from kiosk.screen.fonts import Fonts
+from kiosk.screen.layout import Layout
+from kiosk.screen.samples import staged_app
+from kiosk.screen.states import LOOKS, SCREENSHOT_LOOK, SCREENSHOT_STATES
 
 SIZES = [(800, 480), (1024, 600), (1920, 1080)]
 # the colour that identifies each state, and where on the screen it must dominate
@@ -101,6 +101,7 @@ def test_languages_change_the_words_not_the_layout(fonts, tmp_path):
     assert (crop(vi, text) != crop(en, text)).any()
 
 
+@pytest.mark.system
 def test_screenshot_command_writes_the_png_and_refuses_bad_arguments(tmp_path):
     out = tmp_path / "expired.png"
     result = run_kiosk("screenshot", "--state", "expired", "--size", "1024x600", "--lang", "en", str(out))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import pytest
+
 from kiosk.screen.statusbar import StatusPoller, bar_items
-from kiosk.store import CheckinRow, Store
+from kiosk.core.store import CheckinRow, Store
 
 
+@pytest.mark.system
 def test_poller_reads_statuses_and_queue_from_the_real_database(state_dir):
     store = Store.open(state_dir)
     now = time.time_ns() // 10**6
@@ -61,7 +64,7 @@ def test_missing_sync_and_beacon_reports_and_an_untrusted_clock():
 def test_local_time_is_vietnam_time_with_or_without_tzdata(monkeypatch):
     import zoneinfo
 
-    from kiosk import clock
+    from kiosk.core import clock
 
     instant_ms = int(dt.datetime(2021, 8, 15, 17, 30, tzinfo=dt.timezone.utc).timestamp() * 1000)
     assert clock.local_time(instant_ms).strftime("%H:%M %d/%m") == "00:30 16/08"

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402
+import pygame
 
-from kiosk.screen import text as textbox  # noqa: E402
-from kiosk.screen.fonts import Fonts  # noqa: E402
+from kiosk.screen import text as textbox
+from kiosk.screen.fonts import Fonts
 
 SENTINEL = (255, 0, 255)
 HOSTILE = {

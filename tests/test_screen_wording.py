@@ -24,6 +24,7 @@ def test_certificate_valid_says_the_visitor_is_checked_in():
         assert en_word in say(view.title, "en").lower()
 
 
+@pytest.mark.system
 def test_ocr_of_the_vietnamese_certificate_screen_reads_ghi_nhan(tmp_path):
     """The real screen, as a person would read it: rendered, then read back by tesseract's Vietnamese model."""
     if shutil.which("tesseract") is None:

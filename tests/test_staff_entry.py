@@ -14,10 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import run_kiosk
-from kiosk.config import load_config
+from kiosk.core.config import load_config
 from kiosk.credentials.typed import typed_credential
 from kiosk.desk import CheckinDesk
-from kiosk.store import MIGRATIONS, SCHEMA_VERSION, Store
+from kiosk.core.store import MIGRATIONS, SCHEMA_VERSION, Store
 from test_screen_app import click, fonts, key, kiosk, outcome, press_button, shown  # noqa: F401 - fixtures
 from upstream_helpers import AUTHORITY_KEYS, provision, start_upstream, write_device_config
 
@@ -201,7 +201,7 @@ def test_migration_v4_keeps_earlier_rows_as_camera_checkins(state_dir):
 
 
 def test_an_upstream_database_from_before_gets_the_new_columns(tmp_path):
-    from sync.storage import Storage
+    from sync.upstream.storage import Storage
 
     db = tmp_path / "old-upstream.db"
     conn = sqlite3.connect(db)
@@ -224,6 +224,7 @@ def test_an_upstream_database_from_before_gets_the_new_columns(tmp_path):
 
 
 # ---- end to end: typed on the screen's desk, uploaded, unsealed by the authority --------------------
+@pytest.mark.system
 def test_a_staff_entry_and_a_companion_reach_the_upstream_sealed(tmp_path):
     upstream = start_upstream(str(tmp_path / "upstream.db"))
     try:

@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 import uuid
 
+import pytest
+
 from conftest import run_kiosk
-from kiosk.config import save_overrides
+from kiosk.core.config import save_overrides
 from kiosk.status import EXIT_ATTENTION, EXIT_NO_STATE, EXIT_OK, gather
-from kiosk.store import DB_NAME, Store
+from kiosk.core.store import DB_NAME, Store
 
 DAY_MS = 86_400_000
 
@@ -32,6 +34,7 @@ def enrolled(state_dir: Path, venue: str = "VENUE-1") -> None:
     save_enrollment(state_dir, Enrollment("test-device", venue, "http://127.0.0.1:9", "", 1))
 
 
+@pytest.mark.system
 def test_a_device_in_service_is_healthy(config_file, state_dir, tmp_path):
     from upstream_helpers import provision, start_upstream
 
@@ -67,6 +70,7 @@ def test_a_device_in_service_is_healthy(config_file, state_dir, tmp_path):
     assert f"config {config_file}" in text.stdout
 
 
+@pytest.mark.system
 def test_status_does_not_change_the_database(config_file, state_dir):
     run_kiosk("--config", str(config_file), "checkin", "--payload", "DEMO-HQR-00000000000A")
     before = hashlib.sha256((state_dir / DB_NAME).read_bytes()).hexdigest()
@@ -76,6 +80,7 @@ def test_status_does_not_change_the_database(config_file, state_dir):
     assert sorted(os.listdir(state_dir)) == listing
 
 
+@pytest.mark.system
 def test_no_state_database_exits_3_and_creates_none(config_file, state_dir):
     result, report = _status(config_file, "--json")
     assert result.returncode == EXIT_NO_STATE
@@ -83,6 +88,7 @@ def test_no_state_database_exits_3_and_creates_none(config_file, state_dir):
     assert not (state_dir / DB_NAME).exists()
 
 
+@pytest.mark.system
 def test_unprovisioned_device_needs_attention(tmp_path):
     state = tmp_path / "s"
     Store.open(state).close()
@@ -146,12 +152,14 @@ def test_beacon_slot_and_last_sync_are_shown(config, state_dir):
     assert 29 <= report.facts["sync"]["last_ok_age_s"] < 60
 
 
+@pytest.mark.system
 def test_status_reads_overrides_from_provisioning(config_file, state_dir):
     save_overrides(state_dir, {"device": {"venue_id": "CHO-LON-7", "direction": "exit"}})
     _, report = _status(config_file, "--json")
     assert report["device"]["venue_id"] == "CHO-LON-7" and report["device"]["direction"] == "exit"
 
 
+@pytest.mark.system
 def test_run_as_root_leaves_no_root_owned_files(config_file):
     """On the appliance the state directory belongs to `kiosk`; root running status must not take it over."""
     base = Path(tempfile.mkdtemp(prefix="kiosk-status-"))  # world-traversable, like /var/lib
@@ -170,6 +178,7 @@ def test_run_as_root_leaves_no_root_owned_files(config_file):
     shutil.rmtree(base)
 
 
+@pytest.mark.system
 def test_a_garbage_database_is_reported_and_left_alone(config_file, state_dir):
     garbage = b"this is not SQLite\x00" * 100
     (state_dir / DB_NAME).write_bytes(garbage)

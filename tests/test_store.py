@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kiosk.pipeline import Pipeline
-from kiosk.store import DB_NAME, SCHEMA_VERSION, StorageError, Store
+from kiosk.core.store import DB_NAME, SCHEMA_VERSION, StorageError, Store
 from scanner.camera.synthetic import demo_token
 from test_pipeline import FixedClock
 
@@ -94,6 +94,7 @@ def small_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
+@pytest.mark.system
 @needs_root
 def test_disk_full_refuses_scan_keeps_earlier_checkins_and_recovers(config, small_fs):
     config = config.replace(device={"state_dir": str(small_fs)})
@@ -119,6 +120,7 @@ def test_disk_full_refuses_scan_keeps_earlier_checkins_and_recovers(config, smal
     p.close()
 
 
+@pytest.mark.system
 @needs_root
 def test_read_only_state_directory_refuses_scan_and_recovers(config, small_fs):
     config = config.replace(device={"state_dir": str(small_fs)})
@@ -141,6 +143,6 @@ def test_reader_never_creates_migrates_or_sets_aside(state_dir):
     Store.open(state_dir).close()
     db = state_dir / DB_NAME
     db.write_bytes(b"damaged" * 1000)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whichever way SQLite reports the damage
         Store.reader(state_dir).statuses()
     assert db.read_bytes() == b"damaged" * 1000  # only the writer may set a damaged file aside

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import sqlite3
 
+import pytest
+
 from conftest import run_kiosk
 
 
+@pytest.mark.system
 def test_bench_sync_delivers_the_backlog_and_measures_its_floor():
     result = run_kiosk("bench", "sync", "--backlog", "500", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -21,8 +24,8 @@ def test_bench_sync_delivers_the_backlog_and_measures_its_floor():
 
 
 def test_the_floor_inserts_every_column_of_the_upstreams_table(tmp_path):
-    from sync.bench import executemany_floor
-    from sync.storage import CHECKIN_COLUMNS
+    from kiosk.sync_bench import executemany_floor
+    from sync.upstream.storage import CHECKIN_COLUMNS
 
     executemany_floor(tmp_path / "floor.db", 25)
     with sqlite3.connect(tmp_path / "floor.db") as conn:

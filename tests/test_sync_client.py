@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import ROOT, kiosk_env, run_kiosk
+from conftest import ROOT, kiosk_env, run_kiosk, wait_until
 from faultproxy import FaultProxy
-from kiosk.config import ConfigError, load_config
-from kiosk.store import Store
+from kiosk.core.config import ConfigError, load_config
+from kiosk.core.store import Store
 from sync.backlog import seed_backlog
 from upstream_helpers import provision, start_upstream, token, upstream_ids, write_device_config
 
@@ -113,11 +113,11 @@ def test_a_committed_checkin_wakes_the_uploader_without_waiting_for_the_poll(tmp
     client = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config), "sync"], env=kiosk_env(),
                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        _wait(lambda: (outbox(config)[2] or {}).get("state") == "online", 20)
+        wait_until(lambda: (outbox(config)[2] or {}).get("state") == "online", 20)
         time.sleep(0.5)  # now idle, with an hour until its next poll
         checkin = run_kiosk("--config", str(config), "checkin", "--payload", "DEMO-HQR-00000000C0DE")
         assert checkin.returncode == 0, checkin.stderr
-        _wait(lambda: checkin.stdout.strip() in upstream_ids(upstream.db), 20)
+        wait_until(lambda: checkin.stdout.strip() in upstream_ids(upstream.db), 20)
     finally:
         client.terminate()
         assert client.wait(20) == 0, client.stderr.read()
@@ -132,9 +132,9 @@ def test_retry_after_is_honoured(tmp_path, upstream):
         client = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config), "sync"], env=kiosk_env(),
                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait(lambda: proxy.stats.modes["http503"] >= 3, 30)
+            wait_until(lambda: proxy.stats.modes["http503"] >= 3, 30)
             proxy.set_faults({})
-            _wait(lambda: set(ids) <= set(upstream_ids(upstream.db)), 20)
+            wait_until(lambda: set(ids) <= set(upstream_ids(upstream.db)), 20)
         finally:
             client.terminate()
             client.wait(20)
@@ -154,12 +154,12 @@ def test_sync_now_on_the_screen_ends_a_long_wait(tmp_path, upstream):
         client = subprocess.Popen([sys.executable, "-m", "kiosk", "--config", str(config), "sync"], env=kiosk_env(),
                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            _wait(lambda: proxy.stats.modes["http503"] >= 1 and (outbox(config)[2] or {}).get("state") == "offline", 20)
+            wait_until(lambda: proxy.stats.modes["http503"] >= 1 and (outbox(config)[2] or {}).get("state") == "offline", 20)
             proxy.set_faults({})
             time.sleep(1.5)
             assert set(ids).isdisjoint(upstream_ids(upstream.db))  # still waiting as told
             (tmp_path / "state" / "sync-now").write_text("1\n")  # what the maintenance screen's button does
-            _wait(lambda: set(ids) <= set(upstream_ids(upstream.db)), 20)
+            wait_until(lambda: set(ids) <= set(upstream_ids(upstream.db)), 20)
         finally:
             client.terminate()
             client.wait(20)
@@ -285,20 +285,11 @@ def test_heartbeat_and_beacon_key_from_the_device(tmp_path, upstream):
     assert heartbeat["nearby_phones"] == 7 and heartbeat["queue_depth"] == 0
     assert heartbeat["components"]["camera"] == {"state": "ok", "detail": {"backend": "synthetic", "fps": 14.8}}
     assert heartbeat["disk_free_bytes"] > 0 and heartbeat["software_version"]
-    from sync.storage import Storage
+    from sync.upstream.storage import Storage
 
     keys = Storage(upstream.db).beacon_keys("VENUE-1")
     assert keys == [{"device_id": "test-device", "key_day": "2020-08-08",
                      "base_key": "4c5224b397f8ab3896781d5aa0f3119f280513f1b592ca280ebded6357e21084"}]
-
-
-def _wait(predicate, timeout):  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def test_enrollment_says_unreachable_when_the_upstream_is_in_trouble(tmp_path, upstream):

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, kiosk_env, run_kiosk
+from conftest import ROOT, kiosk_env, require_file, run_kiosk, wait_until
 from faultproxy import FaultProxy
-from kiosk.store import Store
+from kiosk.core.store import Store
 from sync.backlog import seed_backlog
 from upstream_helpers import provision, start_upstream, upstream_ids, write_device_config
 
@@ -21,7 +21,6 @@ from upstream_helpers import provision, start_upstream, upstream_ids, write_devi
 FAST = dict(batch_max_items=100, connect_timeout_s=1.0, read_timeout_s=1.0, wake_check_s=0.05, poll_interval_s=1.0,
             heartbeat_interval_s=2.0, backoff_base_s=0.05, backoff_cap_s=0.5, retry_after_max_s=2.0)
 MIX = {"refuse": 0.07, "http500": 0.06, "http503": 0.05, "stall": 0.03, "cut_request": 0.07, "cut_response": 0.08}
-FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
 
 class Rig:
@@ -73,15 +72,13 @@ class Rig:
         finally:
             store.close()
 
-    def wait(self, predicate, timeout: float, what: str) -> None:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate():
-                return
+    def wait(self, predicate, timeout: float, what: str) -> None:
+        def done() -> bool:
             assert self.client is None or self.client.poll() is None, "the sync client died:\n" + self.log()
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; outbox {self.counts()}; proxy {self.proxy.stats.modes}\n"
-                             + self.log()[-3000:])
+            return predicate()
+
+        wait_until(done, timeout, lambda: f"{what}; outbox {self.counts()}; proxy {self.proxy.stats.modes}\n"
+                   + self.log()[-3000:], every=0.2)
 
     def log(self) -> str:
         return self.client_log.read_text(errors="replace") if self.client_log.exists() else ""
@@ -118,7 +115,7 @@ def assert_exactly_once(rig: Rig, expected: set[str]) -> None:
     assert counts == {"pending": 0, "inflight": 0, "acked": len(expected), "dead": 0}
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_ten_thousand_checkins_arrive_exactly_once_through_a_third_of_requests_faulted(rig):
     ids = rig.seed(10_000)
     rig.proxy.set_faults(MIX)
@@ -141,7 +138,7 @@ def test_ten_thousand_checkins_arrive_exactly_once_through_a_third_of_requests_f
     assert not any(ref in rig.log() for ref in refs)
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_upstream_down_for_a_while_then_back(rig):
     rig.start_client()
     first = run_kiosk("--config", str(rig.config), "checkin", "--payload", "DEMO-HQR-0000000000A1").stdout.strip()
@@ -162,11 +159,11 @@ def test_upstream_down_for_a_while_then_back(rig):
     assert_exactly_once(rig, {first, *later})
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_device_clock_wrong_by_hours(rig):
-    assert FAKETIME.exists(), "libfaketime is needed (apt package libfaketime; ./dev installs it)"
+    faketime = require_file("/usr/lib/*/faketime/libfaketime.so.1", "libfaketime", "libfaketime")  # any architecture
     ids = rig.seed(300)
-    rig.start_client(LD_PRELOAD=str(FAKETIME), FAKETIME="-3h", DONT_FAKE_MONOTONIC="1")
+    rig.start_client(LD_PRELOAD=str(faketime), FAKETIME="-3h", DONT_FAKE_MONOTONIC="1")
     rig.wait(lambda: rig.counts()["acked"] == 300, 60, "check-ins from a device three hours behind")
     rig.wait(lambda: _heartbeat(rig) is not None, 20, "a heartbeat")
     rig.close()
@@ -175,12 +172,12 @@ def test_device_clock_wrong_by_hours(rig):
     assert 2.9 < offset_h < 3.1, offset_h  # the upstream sees how far off the device is
 
 
-def _heartbeat(rig: Rig):  # noqa: ANN202
+def _heartbeat(rig: Rig):
     fleet = json.loads(run_kiosk("upstream", "fleet", "--db", rig.db).stdout)
     return fleet["devices"][0]["heartbeat"]
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_upstream_restarted_mid_run(rig):
     ids = rig.seed(4000)
     rig.start_client()
@@ -194,7 +191,7 @@ def test_upstream_restarted_mid_run(rig):
     assert_exactly_once(rig, set(ids))
 
 
-@pytest.mark.slow
+@pytest.mark.system
 def test_uploader_killed_mid_run_resumes_without_loss_or_repeat(rig):
     ids = rig.seed(3000)
     rig.start_client()

@@ -38,12 +38,14 @@ def verify(unit_dir: Path, tmp_path: Path) -> str:
     return (result.stdout + result.stderr).strip()
 
 
+@pytest.mark.system
 def test_systemd_analyze_verify_prints_nothing(tmp_path):
     assert set(UNITS) == {"kiosk.target", "kiosk-scanner.service", "kiosk-sync.service", "kiosk-beacon.service",
                           "kiosk-upstream.service"}
     assert verify(UNIT_DIR, tmp_path) == ""
 
 
+@pytest.mark.system
 def test_the_check_catches_a_broken_unit(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -45,11 +45,11 @@ def refused(response, status, reason):
 
 
 def test_committed_openapi_document_is_what_the_app_produces():
-    from sync.server import create_app
+    from sync.upstream.server import create_app
 
-    committed = json.loads((ROOT / "sync" / "openapi.json").read_text(encoding="utf-8"))
+    committed = json.loads((ROOT / "sync" / "upstream" / "openapi.json").read_text(encoding="utf-8"))
     assert committed == create_app(None).openapi(), \
-        "sync/openapi.json is stale: run `kiosk upstream openapi > sync/openapi.json`"
+        "sync/upstream/openapi.json is stale: run `kiosk upstream openapi > sync/upstream/openapi.json`"
     assert {"/v1/enroll", "/v1/checkins", "/v1/heartbeat", "/v1/beacon-key", "/v1/time"} <= set(committed["paths"])
 
 
@@ -251,7 +251,7 @@ def test_operator_views_need_an_operator_token(upstream, device):
 def test_trace_and_authority_export_unseal_only_with_the_authority_key(upstream, device, tmp_path):
     from nacl.public import PrivateKey
 
-    from kiosk.privacy import seal_subject
+    from kiosk.core.privacy import seal_subject
 
     authority = PrivateKey.generate()
     (tmp_path / "authority.key").write_text(base64.b64encode(bytes(authority)).decode() + "\n")
@@ -275,6 +275,7 @@ def test_trace_and_authority_export_unseal_only_with_the_authority_key(upstream,
     assert wrong.returncode == 1 and "wrong authority key" in wrong.stderr and "Trần" not in wrong.stdout
 
 
+@pytest.mark.system
 def test_serve_refuses_a_bad_listen_address(tmp_path):
     result = run_kiosk("upstream", "serve", "--db", str(tmp_path / "u.db"), "--listen", "nowhere")
     assert result.returncode == 2 and "HOST:PORT" in result.stderr

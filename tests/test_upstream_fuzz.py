@@ -16,7 +16,7 @@ from conftest import ROOT, run_kiosk
 from sync import protocol as p
 from upstream_helpers import RawDevice, start_upstream
 
-schema = schemathesis.openapi.from_path(str(ROOT / "sync" / "openapi.json"))
+schema = schemathesis.openapi.from_path(str(ROOT / "sync" / "upstream" / "openapi.json"))
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))
 

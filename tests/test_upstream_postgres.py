@@ -12,10 +12,10 @@ import pytest
 
 from conftest import ROOT, kiosk_env, run_kiosk
 from faultproxy import FaultProxy
-from kiosk.store import Store
+from kiosk.core.store import Store
 from sync import protocol as p
 from sync.backlog import seed_backlog
-from sync.storage import Storage
+from sync.upstream.engines import open_storage
 from upstream_helpers import PostgresServer, RawDevice, provision, start_upstream, upstream_ids, write_device_config
 
 
@@ -46,7 +46,7 @@ def _item(device_id, **over):
 
 
 def test_concurrent_repeats_are_stored_once(pg_url):
-    storage = Storage(pg_url)
+    storage = open_storage(pg_url)
     tok = storage.create_token("enroll", "VENUE-1", ttl_s=60)
     storage.enroll(tok, "pg-device", "VENUE-1", b"k" * 32, "test")
     device = storage.device("pg-device")

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, kiosk_env
-from kiosk.config import load_config
+from kiosk.core.config import load_config
 from kiosk.health import ScannerHealth
 from kiosk.pipeline import Pipeline
 from kiosk.service import run_scanner
-from kiosk.watchdog import LoopWatch, Notifier
+from kiosk.core.watchdog import LoopWatch, Notifier
 from scanner.camera import Camera, CameraMissing
 from scanner.camera.synthetic import SyntheticCamera
 
@@ -64,6 +64,7 @@ def run_kiosk_under_notify(config_file: Path, address: str, seconds: float, watc
                            "--seconds", str(seconds)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.system
 def test_kiosk_run_sends_ready_then_regular_watchdog_pings(config_file, tmp_path):
     listener = NotifySocket(str(tmp_path / "notify"))
     try:
@@ -84,6 +85,7 @@ def test_kiosk_run_sends_ready_then_regular_watchdog_pings(config_file, tmp_path
     assert any("in service at VENUE-1 (entry)" in s for s in listener.statuses())
 
 
+@pytest.mark.system
 def test_abstract_notify_socket_works(config_file):
     listener = NotifySocket(f"@kiosk-test-{secrets.token_hex(6)}")
     try:
@@ -131,6 +133,7 @@ def fast_config(config_file):
     return load_config(config_file).replace(camera={"read_timeout_s": 0.1, "fps": 30})
 
 
+@pytest.mark.system
 def test_pings_stop_when_a_camera_read_hangs_in_the_driver(fast_config, tmp_path):
     """The feed abandons a read stuck in the driver and reopens the camera, but the stuck thread holds
     the device until the process ends: the pings stop so that systemd restarts the service."""
@@ -158,6 +161,7 @@ def test_pings_stop_when_a_camera_read_hangs_in_the_driver(fast_config, tmp_path
     assert any(s.startswith(("camera stalled", "camera read stuck")) for s in listener.statuses())
 
 
+@pytest.mark.system
 def test_pings_stop_when_the_scanner_loop_itself_hangs(fast_config, tmp_path):
     """Frames keep coming but the loop is stuck in a call (here: a frame consumer that never returns)."""
     listener = NotifySocket(str(tmp_path / "notify"))
@@ -191,6 +195,7 @@ def test_pings_stop_when_the_scanner_loop_itself_hangs(fast_config, tmp_path):
     assert not [t for t in pings if t > hung_at[0] + 0.5]
 
 
+@pytest.mark.system
 def test_waiting_for_a_missing_camera_is_healthy(fast_config, tmp_path):
     listener = NotifySocket(str(tmp_path / "notify"))
     stop = threading.Event()
@@ -230,6 +235,7 @@ def test_notifier_outside_systemd_is_silent_and_harmless(tmp_path):
     assert Notifier(str(tmp_path / "gone")).ping() is False
 
 
+@pytest.mark.system
 def test_kiosk_beacon_sends_ready_and_pings(tmp_path, state_dir):
     """The beacon service (here on the pcap transport, which records what a controller would get)."""
     listener = NotifySocket(str(tmp_path / "notify"))
@@ -247,6 +253,7 @@ def test_kiosk_beacon_sends_ready_and_pings(tmp_path, state_dir):
     assert listener.times_of("STOPPING=1")
 
 
+@pytest.mark.system
 def test_a_status_text_cannot_inject_other_assignments(tmp_path):
     listener = NotifySocket(str(tmp_path / "notify"))
     try:
@@ -257,6 +264,7 @@ def test_a_status_text_cannot_inject_other_assignments(tmp_path):
     assert [m for _, m in listener.messages] == ["STATUS=venue X READY=1 WATCHDOG=1"]
 
 
+@pytest.mark.system
 def test_kiosk_run_with_the_screen_sends_ready_and_pings(config_file, tmp_path):
     listener = NotifySocket(str(tmp_path / "notify"))
     env = kiosk_env(NOTIFY_SOCKET=listener.address, WATCHDOG_USEC="1000000", SDL_VIDEODRIVER="dummy")
@@ -270,6 +278,7 @@ def test_kiosk_run_with_the_screen_sends_ready_and_pings(config_file, tmp_path):
     assert len(listener.times_of("READY=1")) == 1 and len(listener.times_of("WATCHDOG=1")) >= 3
 
 
+@pytest.mark.system
 def test_pings_stop_when_another_loop_of_the_process_freezes(fast_config, tmp_path):
     """The screen's loop (main thread) freezes while frames still flow: systemd must still restart us."""
     listener = NotifySocket(str(tmp_path / "notify"))
@@ -315,6 +324,7 @@ def _under_notify(args: list[str], listener: NotifySocket, pings: int, timeout: 
     return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
+@pytest.mark.system
 def test_kiosk_sync_sends_ready_and_pings_while_uploading(tmp_path):
     from upstream_helpers import provision, start_upstream, write_device_config
 
@@ -335,6 +345,7 @@ def test_kiosk_sync_sends_ready_and_pings_while_uploading(tmp_path):
     assert listener.times_of("STOPPING=1")
 
 
+@pytest.mark.system
 def test_kiosk_sync_waiting_for_provisioning_is_healthy(tmp_path, config_file):
     listener = NotifySocket(str(tmp_path / "notify"))
     try:
@@ -346,6 +357,7 @@ def test_kiosk_sync_waiting_for_provisioning_is_healthy(tmp_path, config_file):
     assert "not enrolled: waiting for provisioning" in listener.statuses()
 
 
+@pytest.mark.system
 def test_kiosk_upstream_serve_is_ready_once_listening_and_pings(tmp_path):
     listener = NotifySocket(str(tmp_path / "notify"))
     try:

@@ -6,10 +6,7 @@ import base64
 import gzip
 import json
 import os
-import pwd
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,8 +21,9 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from conftest import ROOT, kiosk_env, run_kiosk
-from kiosk.privacy import new_sealing_keypair
+from kiosk.core.privacy import new_sealing_keypair
 from sync import protocol as p
+from sync.upstream.pgtemp import PostgresServer, free_port  # noqa: F401  (the fleet benchmark starts one too; re-exported for the tests)
 
 
 AUTHORITY_KEYS = new_sealing_keypair()  # (private, public) of the health authority, for these tests
@@ -77,12 +75,6 @@ def start_upstream(db: str, listen: str = "127.0.0.1:0", *extra: str, log: Any =
     raise RuntimeError("upstream did not answer")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def token(db: str, venue: str = "VENUE-1") -> str:
     result = run_kiosk("upstream", "token", "--db", db, "--venue", venue)
     assert result.returncode == 0, result.stderr
@@ -108,9 +100,9 @@ def provision(config_file: Path, upstream: Upstream, venue: str = "VENUE-1", url
 
 def upstream_ids(db: str) -> list[str]:
     """Every stored check-in id, with repeats if any were stored twice (they must not be)."""
-    from sync.storage import Storage
+    from sync.upstream.engines import open_storage
 
-    storage = Storage(db)
+    storage = open_storage(db)
     try:
         return [r["id"] for r in storage._query("SELECT id FROM checkins")]
     finally:
@@ -158,47 +150,3 @@ class RawDevice:
         return item
 
 
-# ---- a real PostgreSQL server -------------------------------------------------------------------
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-class PostgresServer:
-    """A throwaway PostgreSQL cluster on a private socket directory and a loopback port.
-
-    initdb refuses to run as root, so as root every server command runs as the ``postgres`` user.
-    """
-
-    def __init__(self) -> None:
-        self.base = Path(tempfile.mkdtemp(prefix="kiosk-pg-"))
-        self.port = free_port()
-        self.as_user: list[str] = []
-        if os.geteuid() == 0:
-            pg = pwd.getpwnam("postgres")
-            os.chown(self.base, pg.pw_uid, pg.pw_gid)
-            self.as_user = ["runuser", "-u", "postgres", "--"]
-        self.data = self.base / "data"
-        self.url = f"postgresql://kiosk@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, *args: str) -> None:
-        result = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            raise RuntimeError(f"{args[0]} failed: {result.stderr or result.stdout}")
-
-    def start(self) -> "PostgresServer":
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "kiosk", "--auth=trust", "-E", "UTF8", "--no-sync")
-        self.resume()
-        return self
-
-    def resume(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.base / "log"), "-w", "-t", "60", "-o",
-                  f"-k {self.base} -p {self.port} -c listen_addresses=127.0.0.1", "start")
-
-    def pause(self) -> None:
-        """Stop the server but keep its data (a database restart, as the upstream sees it)."""
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def stop(self) -> None:
-        try:
-            self.pause()
-        finally:
-            shutil.rmtree(self.base, ignore_errors=True)

@@ -52,7 +52,7 @@ class Registry:
 
 def trust_from_config(config: Any) -> TrustList:
     """The HC1 trust list named by ``formats.hc1_trust`` (empty when unset); ConfigError if unusable."""
-    from kiosk.config import ConfigError
+    from kiosk.core.config import ConfigError
 
     if not config.formats.hc1_trust:
         return TrustList()

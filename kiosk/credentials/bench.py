@@ -14,7 +14,7 @@ def bench_credentials(args: argparse.Namespace) -> dict[str, Any]:
     import base45
 
     from kiosk.bench import percentile
-    from kiosk.config import Config
+    from kiosk.core.config import Config
     from kiosk.credentials import FormatContext, default_registry
     from kiosk.credentials.hc1 import evaluate
     from kiosk.credentials.issuer import Issuer
@@ -69,7 +69,7 @@ def _hostile_pattern(floor_us: float) -> dict[str, Any]:
     on a short code only (each added byte doubles its time)."""
     import re
 
-    from kiosk.patterns import compile_linear
+    from kiosk.core.patterns import compile_linear
 
     nested = r"PC-([0-9A-F]+)+-OK"
     linear = compile_linear(nested)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kiosk.clock import parse_instant_ms
+from kiosk.core.clock import parse_instant_ms
 
 MAX_FILE_BYTES = 65536 + 2  # the largest payload the config allows, plus a line ending
 
@@ -96,7 +96,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_authority_keys(args: argparse.Namespace) -> int:
     from kiosk.credentials.provisioning import new_signing_keypair
-    from kiosk.privacy import new_sealing_keypair, write_private_file
+    from kiosk.core.privacy import new_sealing_keypair, write_private_file
 
     folder: Path = args.folder
     if folder.exists() and any(folder.iterdir()):
@@ -115,7 +115,7 @@ def cmd_authority_keys(args: argparse.Namespace) -> int:
 
 def cmd_provisioning_make(args: argparse.Namespace) -> int:
     from kiosk.credentials.provisioning import ProvisioningCode, ProvisioningError, make_code
-    from kiosk.privacy import read_key
+    from kiosk.core.privacy import read_key
 
     from kiosk.cli import config_from_args
     from kiosk.credentials.provisioning import ACCEPTS, public_key_mistake
@@ -125,7 +125,7 @@ def cmd_provisioning_make(args: argparse.Namespace) -> int:
             return _fail(f"{option} {out}: accepted is a .pdf file in a folder that exists")
     config = config_from_args(args)
     key = read_key(str(Path(args.key).absolute()), "--key")
-    mistake = public_key_mistake(Path(args.key), key, config.provisioning.authority_key)  # type: ignore[arg-type]
+    mistake = public_key_mistake(Path(args.key), key, config.provisioning.authority_key)
     if mistake:
         return _fail(mistake)
     try:
@@ -135,7 +135,7 @@ def cmd_provisioning_make(args: argparse.Namespace) -> int:
     code = ProvisioningCode(args.venue_id, args.venue_name, args.direction, args.upstream, args.token,
                             issued_ms // 1000)
     try:
-        text = make_code(key, code)  # type: ignore[arg-type]
+        text = make_code(key, code)
     except ProvisioningError as exc:
         field = str(exc)
         return _fail(f"provisioning code not made: {field} is not acceptable; accepted: {ACCEPTS.get(field, field)}")

@@ -1,7 +1,7 @@
 """Personal health QR (PC-Covid / VNeID): format never published, so recognised by configured patterns.
 
 The token itself is the subject; it is kept opaque (never parsed further). Patterns run on RE2
-(kiosk/patterns.py): a payload costs time linear in its length whatever the pattern.
+(kiosk/core/patterns.py): a payload costs time linear in its length whatever the pattern.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiosk.credentials.base import ACCEPTED, Credential, FormatContext
-from kiosk.patterns import compile_linear
+from kiosk.core.patterns import compile_linear
 
 KIND = "personal"
 

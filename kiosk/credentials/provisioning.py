@@ -62,7 +62,7 @@ def public_key_mistake(path: Path, key: bytes, configured_public: str) -> str | 
     it: a ``.pub`` name, the same bytes as a ``*.pub`` file in its folder, or the public key this
     machine's config gives the kiosks. A code signed with a public key is refused by every kiosk.
     """
-    from kiosk.privacy import read_key
+    from kiosk.core.privacy import read_key
 
     suggestion = path.with_suffix(".key").name if path.suffix == ".pub" else "provisioning.key"
     message = (f"--key {path} is the public key; sign with the private key, {suggestion} in the same folder "
@@ -174,7 +174,7 @@ class ProvisioningFormat:
 
     @classmethod
     def from_config(cls, section: Any) -> "ProvisioningFormat":
-        from kiosk.privacy import read_key
+        from kiosk.core.privacy import read_key
 
         return cls(read_key(section.authority_key, "provisioning.authority_key"), section.max_age_s)
 

@@ -13,7 +13,7 @@ import logging
 import os
 from pathlib import Path
 
-from kiosk.clock import local_time
+from kiosk.core.clock import local_time
 from kiosk.credentials.provisioning import ProvisioningCode
 
 logging.getLogger("fontTools").setLevel(logging.WARNING)  # its font subsetting logs every glyph at INFO
@@ -40,7 +40,7 @@ def valid_until_text(code: ProvisioningCode, max_age_s: float) -> str:
     return local_time(int((code.issued_at + max_age_s) * 1000)).strftime("%d/%m/%Y %H:%M")
 
 
-def _pdf():  # noqa: ANN202 - fpdf's class, imported late: only the authority's tools need it
+def _pdf():  # fpdf's class, imported late: only the authority's tools need it
     from fpdf import FPDF
 
     pdf = FPDF(orientation="portrait", unit="mm", format="A4")

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pygame
 
-from kiosk.config import Config, ConfigError, SettingsWatch, save_overrides
+from kiosk.core.config import Config, ConfigError, SettingsWatch, save_overrides
 from kiosk.credentials import Credential
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, Outcome
 from kiosk.screen import render
@@ -165,7 +165,7 @@ class ScreenApp:
         """Draw everything again at the next step (after the display was lost, or to time it)."""
         self._drawn = None
 
-    def step(self, events: list[pygame.event.Event] = ()) -> list[pygame.Rect]:  # type: ignore[assignment]
+    def step(self, events: list[pygame.event.Event] = ()) -> list[pygame.Rect]:
         """Handle input and news, draw what changed; returns the rectangles to send to the display."""
         now = self.now()
         if now >= self._next_settings_look:
@@ -349,7 +349,7 @@ class ScreenApp:
             if self.on_provisioning is not None and view.credential is not None:
                 try:
                     error = self.on_provisioning(view.credential)
-                except Exception as exc:  # noqa: BLE001 - show the failure, keep the kiosk running
+                except Exception as exc:  # show the failure, keep the kiosk running
                     log.exception("screen: applying the provisioning code failed")
                     error = str(exc)
             if error:
@@ -409,7 +409,7 @@ class ScreenApp:
             self.toggle_language(now)
 
     def _click(self, pos: tuple[int, int], now: float) -> None:
-        for name, rect in self._buttons.items():
+        for name, rect in self._buttons.items():  # noqa: B007 - `name` is used after the loop
             if rect.collidepoint(pos):
                 break
         else:

@@ -154,7 +154,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "maintenance.unknown": ("chưa rõ", "unknown"),
     "maintenance.synced": ("đã đồng bộ", "synchronised"),
     "maintenance.not_synced": ("chưa đồng bộ", "not synchronised"),
-    # component states written by the services (kiosk.store status table); others are shown as written
+    # component states written by the services (kiosk.core.store status table); others are shown as written
     "state.ok": ("hoạt động", "working"),
     "state.lost": ("mất kết nối", "lost"),
     "state.recovered": ("đã khôi phục", "recovered"),

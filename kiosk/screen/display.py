@@ -12,7 +12,7 @@ import os
 
 import pygame
 
-from kiosk.config import ScreenConfig
+from kiosk.core.config import ScreenConfig
 
 
 class DisplayUnavailable(RuntimeError):

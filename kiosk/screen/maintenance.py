@@ -3,7 +3,7 @@
 Reached by a long press in the top-left corner (touch screens) or the F2 / M key, behind the PIN
 from ``screen.pin``; with no PIN configured it stays locked. Five wrong PINs lock it for a minute.
 It closes by itself after two idle minutes, so a forgotten maintenance screen never blocks visitors.
-Changes (direction, language) are saved in the state directory (``kiosk.config.save_overrides``).
+Changes (direction, language) are saved in the state directory (``kiosk.core.config.save_overrides``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pygame
 
-from kiosk.records import Component, StoreState
+from kiosk.core.records import Component, StoreState
 from kiosk.screen import render
 from kiosk.screen import text as textbox
 from kiosk.screen.catalogue import CATALOGUE, age_text, say
 from kiosk.screen.fonts import Fonts
 from kiosk.screen.layout import Layout
-from kiosk.clock import local_time
+from kiosk.core.clock import local_time
 from kiosk.screen.states import LOOKS
 from kiosk.screen.statusbar import StatusSnapshot
 

@@ -29,7 +29,7 @@ AIM_SHADOW = (0, 0, 0)
 
 def mix(a: RGB, b: RGB, amount: float) -> RGB:
     """``a`` moved ``amount`` of the way towards ``b``: dimmed text that keeps its contrast."""
-    return tuple(round(x + (y - x) * amount) for x, y in zip(a, b))  # type: ignore[return-value]
+    return tuple(round(x + (y - x) * amount) for x, y in zip(a, b))
 
 
 @dataclass(frozen=True)

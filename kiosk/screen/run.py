@@ -49,7 +49,7 @@ def run_with_screen(pipeline: Pipeline, stop: threading.Event, seconds: float | 
 
     prewarm(fonts, surface.get_size(), config.state_dir)
     try:
-        pipeline.store  # create or migrate the database before the status reader looks at it
+        pipeline.store  # noqa: B018 - create or migrate the database before the status reader looks at it
     except Exception as exc:  # noqa: BLE001 - the scanner reports storage faults per scan
         log.warning("screen: state database not ready yet: %s", exc)
     sounds = Sounds(config.screen.sound, config.screen.volume)
@@ -99,5 +99,5 @@ def run_with_screen(pipeline: Pipeline, stop: threading.Event, seconds: float | 
         pipeline.sinks.remove(app.post_outcome)
         pygame.quit()
     if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["stats"], dict(app.shown)  # type: ignore[return-value]
+        raise outcome["error"]
+    return outcome["stats"], dict(app.shown)

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pygame
 
-from kiosk.config import Config
+from kiosk.core.config import Config
 from kiosk.credentials import Credential
 from kiosk.credentials.base import ACCEPTED, REJECTED
 from kiosk.events import DUPLICATE, ERROR, PROVISIONING, Outcome
@@ -47,7 +47,7 @@ def sample_snapshot(now_ms: int, **changes: object) -> StatusSnapshot:
                   "nearby": {"state": "ok", "detail": {"phones": 12, "window_s": 300.0}, "updated_ms": now_ms}},
         outbox={"pending": 3, "inflight": 0, "acked": 1520, "dead": 0},
         disk_free_bytes=12 * 2**30, clock_synced=True, taken_utc_ms=now_ms, checkins_today=148, checkins_since_start=37)
-    return replace(snapshot, **changes)  # type: ignore[arg-type]
+    return replace(snapshot, **changes)
 
 
 def sample_frame(width: int = 640, height: int = 480, seed: int = 3) -> np.ndarray:

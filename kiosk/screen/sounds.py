@@ -100,7 +100,7 @@ class Sounds:
         if sound is None:
             return False
         try:
-            sound.play()  # type: ignore[attr-defined]
+            sound.play()
             return True
         except Exception as exc:  # noqa: BLE001
             log.warning("sound: cannot play (%s)", exc)

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from kiosk.clock import local_time
+from kiosk.core.clock import local_time
 from kiosk.credentials import Credential
 from kiosk.events import ACCEPTED, DUPLICATE, ERROR, PROVISIONING, REJECTED, Outcome
 from kiosk.screen.text import clean

@@ -3,7 +3,7 @@
 The database is read by a background thread about once a second into a single "latest snapshot"
 slot; drawing only ever reads that slot, so a slow disk or a locked database never stalls a frame.
 
-What the screen reads: the component records of the status contract (kiosk/records.py), with
+What the screen reads: the component records of the status contract (kiosk/core/records.py), with
 the readings defined there (``SYNC_UPLOADING``, ``BEACON_ON``, ``CAMERA_DOWN``); queue depth comes
 from ``outbox_counts()``.
 """
@@ -20,13 +20,13 @@ from typing import Any
 
 import pygame
 
-from kiosk.records import BEACON_ON, CAMERA_DOWN, SYNC_UPLOADING, Component, NearbyState
+from kiosk.core.records import BEACON_ON, CAMERA_DOWN, SYNC_UPLOADING, Component, NearbyState
 from kiosk.screen.catalogue import age_text, say
 from kiosk.screen.fonts import Fonts
 from kiosk.screen.icons import draw_icon
 from kiosk.screen.layout import Layout
 from kiosk.screen import text as textbox
-from kiosk.clock import LOCAL_ZONE, local_time
+from kiosk.core.clock import LOCAL_ZONE, local_time
 
 log = logging.getLogger("kiosk.screen")
 
@@ -105,7 +105,7 @@ class StatusSnapshot:
 
 def read_snapshot(store: Any, state_dir: Path, assume_synced: bool,
                   counts: tuple[int | None, int | None] = (None, None)) -> StatusSnapshot:
-    from kiosk.clock import kernel_clock_synced
+    from kiosk.core.clock import kernel_clock_synced
 
     try:
         stat = os.statvfs(state_dir)
@@ -141,7 +141,7 @@ class StatusPoller:
         self._thread.join(timeout=5)
 
     def poll_once(self) -> StatusSnapshot:
-        from kiosk.store import DB_NAME, Store
+        from kiosk.core.store import DB_NAME, Store
 
         if self._store is None and not (self.state_dir / DB_NAME).exists():
             return self.latest  # the scanner creates the database; until then there is nothing to read
@@ -163,7 +163,7 @@ class StatusPoller:
 
     def _count(self) -> tuple[int, int]:
         """(today, since this process started): a scan of the day's rows, so not at every poll."""
-        from kiosk.clock import local_day_start_ms
+        from kiosk.core.clock import local_day_start_ms
 
         today = local_day_start_ms(time.time_ns() // 10**6)
         return self._store.count_checkins_since(today), self._store.count_checkins_since(self.started_utc_ms)

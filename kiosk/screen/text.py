@@ -122,7 +122,7 @@ def fit(fonts: Fonts, text: str, box: pygame.Rect, size: int, bold: bool = False
     key = (text, box.width, box.height, size, bold, max_lines, min_size)
     cached = fonts.fits.get(key)
     if cached is not None:
-        return cached  # type: ignore[return-value]
+        return cached
     fitted = _fit(fonts, clean(text), box, size, bold, max_lines, min_size)
     fonts.fits[key] = fitted
     if len(fonts.fits) > fonts.CACHE_SIZE:

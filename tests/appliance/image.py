@@ -86,7 +86,7 @@ def _run(step: str, cmd: list[str], log: Path, timeout: float, **kw) -> None:
         raise BuildError(f"{step}: exit code {proc.returncode}; read {log}")
 
 
-def _complete(final: Path, build) -> Path:  # noqa: ANN001
+def _complete(final: Path, build) -> Path:
     """``final`` if it exists, else ``build(tmp)`` into a temporary folder renamed to ``final``."""
     if final.is_dir():
         return final
@@ -147,7 +147,7 @@ def ensure_wheelhouse(src: Path, python: Path, logs: Path) -> Path:
     Made with this machine's pip as configured, for this machine's CPython, which is the guest's
     (Debian 12, CPython 3.11, x86_64).
     """
-    setup = (src / "setup.py").read_bytes()
+    setup = (src / "pyproject.toml").read_bytes()
     key = _digest(setup, subprocess.run([str(python), "-c", "import sys; print(sys.version)"],
                                         capture_output=True, check=True).stdout)
 

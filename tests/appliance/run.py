@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import image  # noqa: E402  (tests/appliance/image.py, next to this file)
+import image  # tests/appliance/image.py, next to this file
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST = Path(__file__).resolve().parent / "guest"
-SOURCE_PARTS = ["setup.py", "setup.cfg", "kiosk", "scanner", "beacon", "sync", "systemd", "docs"]
+SOURCE_PARTS = ["pyproject.toml", "setup.py", "kiosk", "scanner", "beacon", "sync", "systemd", "docs"]
 POWER_CUTS = 5
 CHECK_ORDER = ["install", "boot-to-service", "notify-ready", "watchdog-restart", "crash-restart", "power-cut",
                "beacon-kernel-hci", "nearby-bluepy", "camera-v4l2", "camera-unplug", "display-kmsdrm",
@@ -233,7 +233,7 @@ class Run:
         answer = vm.qmp("screendump", filename=str(shot))
         if "error" in answer or not shot.exists():
             return {"screendump": f"qemu screendump failed: {answer}"}
-        from compare_screens import compare_with_ready  # noqa: PLC0415  (needs the venv's Pillow)
+        from compare_screens import compare_with_ready  # needs the venv's Pillow
 
         return compare_with_ready(shot, self.work)
 

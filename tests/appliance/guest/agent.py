@@ -87,7 +87,7 @@ def show(unit: str, *props: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
-def wait_for(what: str, predicate, timeout: float, every: float = 1.0):  # noqa: ANN001, ANN201
+def wait_for(what: str, predicate, timeout: float, every: float = 1.0):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -217,7 +217,7 @@ def check_watchdog() -> dict:
     journal = sh("journalctl", "-u", unit, "--since", since, "--no-pager", "-o", "cat")
     if "watchdog" not in journal.lower():
         raise Failed(f"the journal of {unit} does not mention the watchdog: {journal[-400:]}")
-    line = next(l for l in journal.splitlines() if "watchdog" in l.lower())
+    line = next(entry for entry in journal.splitlines() if "watchdog" in entry.lower())
     return {"unit": unit, "watchdog_sec": show(unit, "WatchdogUSec")["WatchdogUSec"],
             "killed_after_s": round(killed_after, 1), "journal": line.strip()[:200]}
 
@@ -266,7 +266,7 @@ def check_nearby() -> dict:
             raise Failed(f"the simulated phones did not start: {ids}")
         started = time.monotonic()
 
-        def counted():  # noqa: ANN202
+        def counted():
             nearby = component("nearby")
             if nearby.get("phones") != 2:
                 raise Failed(f"nearby status {nearby or 'not reported yet'}")
@@ -467,14 +467,14 @@ def stream_checkins(chan: Channel) -> None:
 
 # ---- phases --------------------------------------------------------------------------------------
 
-def run_check(chan: Channel, name: str, fn, *args) -> bool:  # noqa: ANN001
+def run_check(chan: Channel, name: str, fn, *args) -> bool:
     chan.send(log=f"check {name}")
     started = time.monotonic()
     try:
         detail, ok = fn(*args), True
     except Failed as exc:
         detail, ok = str(exc), False
-    except Exception as exc:  # a bug in a check is a failed check with its reason, never a silent hang
+    except Exception as exc:  # noqa: BLE001 - a bug in a check is a failed check with its reason, never a silent hang
         detail, ok = f"{type(exc).__name__}: {exc}", False
     chan.send(check=name, ok=ok, seconds=round(time.monotonic() - started, 1), detail=detail)
     return ok

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.console import localtime as lt
-from sync.storage import Storage, now_ms
+from sync.upstream.console import localtime as lt
+from sync.upstream.storage import Storage, now_ms
 
 CHART_DAYS = 14
 

@@ -2,7 +2,7 @@
 
 A Pi has no real-time clock: after a power cut it boots with the time it last saved (fake-hwclock)
 or 1970, and only NTP puts it right, which needs the network the kiosk may not have. Check-ins made
-meanwhile are stored with ``clock_synced = 0`` plus CLOCK_MONOTONIC and the boot id (kiosk/clock.py).
+meanwhile are stored with ``clock_synced = 0`` plus CLOCK_MONOTONIC and the boot id (kiosk/core/clock.py).
 
 Once the clock is synchronised, a check-in from the same boot gets its true time back:
 ``utc = now_utc - (now_monotonic - row_monotonic)``, because CLOCK_MONOTONIC counts steadily from
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 
-from kiosk.clock import Instant
-from kiosk.store import Store
+from kiosk.core.clock import Instant
+from kiosk.core.store import Store
 
 log = logging.getLogger("kiosk.clock")
 

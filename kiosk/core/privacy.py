@@ -54,7 +54,7 @@ def write_private_file(path: Path, data: bytes) -> None:
 def load_or_create_secret(state_dir: Path, name: str = SECRET_FILE, size: int = 32) -> bytes:
     """The per-device secret; made once. A damaged one raises DamagedStateFile, never a new secret:
     a silent new secret would make every repeat visitor count twice."""
-    from kiosk.statefiles import exact_size, private_dir, read_state_file
+    from kiosk.core.statefiles import exact_size, private_dir, read_state_file
 
     path = state_dir / name
     existing = read_state_file(path, exact_size(size))
@@ -103,7 +103,7 @@ def read_key(value: str, setting: str) -> bytes | None:
     Raises ConfigError naming the setting when the key cannot be read, so a service never starts
     with a key it cannot use.
     """
-    from kiosk.config import ConfigError
+    from kiosk.core.errors import ConfigError
 
     if not value:
         return None

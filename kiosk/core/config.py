@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from kiosk.core.errors import ConfigError
+
 SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
 # Settings the device itself changes (provisioning, the maintenance screen) live in the state
 # directory, because the root file system may be read-only; they override the config file.
@@ -31,10 +33,6 @@ LAST_GOOD_SUFFIX = ".last-good"  # the settings as last written by the device, u
 SETTINGS_LOCK = "settings.lock"
 
 log = logging.getLogger("kiosk.config")
-
-
-class ConfigError(ValueError):
-    """A config file or value that cannot be used; the message names file, key and what is allowed."""
 
 
 Check = Callable[[Any], str | None]
@@ -53,7 +51,7 @@ def matches(pattern: str, what: str) -> Check:
 
 
 def _valid_regex(v: str) -> str | None:
-    from kiosk.patterns import PatternError, compile_linear
+    from kiosk.core.patterns import PatternError, compile_linear
 
     try:
         compile_linear(v)
@@ -148,7 +146,7 @@ class ClockConfig:
 def _upstream_url(v: str) -> str | None:
     if not v:
         return None
-    from sync.protocol import check_upstream_url
+    from kiosk.core.urls import check_upstream_url
 
     try:
         check_upstream_url(v)
@@ -252,7 +250,7 @@ def resolve_state_dir(configured: str) -> Path:
 
 
 def _sections() -> dict[str, type]:
-    return {f.name: f.default_factory for f in dataclasses.fields(Config)  # type: ignore[misc]
+    return {f.name: f.default_factory for f in dataclasses.fields(Config)
             if f.name not in ("source", "settings_problem", "file_data", "file_source")}
 
 
@@ -423,7 +421,7 @@ def save_overrides(state_dir: Path, changes: dict[str, dict[str, Any]],
     copy. Every service notices the change through :class:`SettingsWatch`. ``unless`` sees the
     settings as they are, under the lock: when it says so nothing is written (and False returned).
     """
-    from kiosk.privacy import write_private_file
+    from kiosk.core.privacy import write_private_file
 
     path = state_dir / OVERRIDES_FILE
     with _settings_lock(state_dir):

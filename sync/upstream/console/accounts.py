@@ -18,7 +18,7 @@ from typing import Any
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from sync.storage import Storage, now_ms
+from sync.upstream.storage import Storage, now_ms
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS console_users (

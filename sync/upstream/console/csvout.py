@@ -12,7 +12,7 @@ import csv
 import io
 from typing import Any, Iterable
 
-from sync.console.localtime import iso_local
+from sync.upstream.console.localtime import iso_local
 
 COLUMNS = ("checkin_id", "venue_id", "device_id", "direction", "scanned_at", "clock_synced", "kind",
            "visitor_ref", "sealed_subject", "received_at")

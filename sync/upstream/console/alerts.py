@@ -13,8 +13,8 @@ import urllib.error
 import urllib.request
 from typing import Any, AsyncIterator
 
-from sync.console.localtime import iso_local
-from sync.storage import Storage, now_ms
+from sync.upstream.console.localtime import iso_local
+from sync.upstream.storage import Storage, now_ms
 
 log = logging.getLogger("sync.console.alerts")
 
@@ -77,7 +77,7 @@ class SilentDeviceAlerts:
         while not stop.is_set():
             try:
                 self.check_once()
-            except Exception:  # noqa: BLE001 - the watcher must outlive a database restart
+            except Exception:  # the watcher must outlive a database restart
                 log.exception("silent-device check failed")
             stop.wait(every_s)
 

@@ -119,6 +119,8 @@ class Storage:
     """Thread-safe: each call borrows a connection from a small pool (uvicorn runs handlers in threads)."""
 
     def __init__(self, url: str, pool_size: int = 8):
+        if url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("a PostgreSQL URL needs the partitioned storage: sync.upstream.engines.open_storage")
         self.url = url
         self.dialect = "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
         self._pool: queue.LifoQueue = queue.LifoQueue()

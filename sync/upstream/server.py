@@ -25,14 +25,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kiosk import __version__
 from sync import protocol as p
-from sync.console.pages import mount as mount_console
-from sync.audit import audit, token_id
-from sync.exposure import exposure_entries
+from sync.upstream.console.pages import mount as mount_console
+from sync.upstream.audit import audit, token_id
+from sync.upstream.exposure import exposure_entries
 from sync.protocol import ProtocolError
-from sync.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
+from sync.upstream.schema import (Ack, BatchReply, BeaconKey, BeaconKeyReply, CheckinBatch, EnrollReply, EnrollRequest,
                          Error, Exposure, Fleet, Heartbeat, Stats, TimeReply, Trace)
-from sync.ratelimit import RateLimiter
-from sync.storage import Device, Storage, now_ms, token_hash
+from sync.upstream.ratelimit import RateLimiter
+from sync.upstream.shedding import error_response
+from sync.upstream.shedding import install as install_shedding
+from sync.upstream.storage import Device, Storage, now_ms, token_hash
 
 log = logging.getLogger("sync.server")
 
@@ -49,14 +51,8 @@ class ServerSettings:
     alert_webhook_url: str | None = None  # the console posts silent devices here, once per outage
     alert_check_s: float = 30.0
     enroll_per_minute: int = 30  # enrollment attempts per client address a minute (as a burst too); 0 = no limit
-
-
-def error_response(status: int, reason: str, message: str, fields: list | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"reason": reason, "message": message, "server_time_ms": now_ms()}
-    if fields is not None:
-        body["fields"] = fields
-    return JSONResponse(body, status_code=status, headers=headers)
+    max_inflight: int = 0  # requests in progress per worker beyond which it answers 503 at once; 0 = no limit
+    shed_retry_after_s: int = 3  # a shed request's Retry-After is spread over 1..this many seconds
 
 
 ERRORS = {code: {"model": Error} for code in (400, 401, 403, 413, 415, 422, 503)}
@@ -87,6 +83,20 @@ def _check_clock(timestamp_ms: int, window_ms: int) -> None:
                                                "time; correct the offset with GET /v1/time")
 
 
+def _check_device(storage: Storage, signed: p.SignedRequest, signature: bytes, window_ms: int) -> Device:
+    """Known, not revoked, signature, clock, nonce: in one trip to a worker thread (each trip costs)."""
+    device = storage.device(signed.device_id)
+    if device is None:
+        raise ProtocolError(401, "unknown-device", "this device is not enrolled")
+    if device.revoked_ms is not None:
+        raise ProtocolError(403, "device-revoked", "this device was revoked by the operator")
+    p.verify(device.public_key, signed, signature)
+    _check_clock(signed.timestamp_ms, window_ms)
+    if not storage.remember_nonce(device.device_id, signed.nonce, window_ms):
+        raise ProtocolError(401, "replay", "this request was already received")
+    return device
+
+
 async def _authenticate(request: Request, enrolled: bool) -> None:
     settings: ServerSettings = request.app.state.settings
     storage: Storage = request.app.state.storage
@@ -94,16 +104,8 @@ async def _authenticate(request: Request, enrolled: bool) -> None:
     target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     signed, signature = p.parse_signed_headers(request.method, target, request.headers, raw)
     if enrolled:
-        device = await run_in_threadpool(storage.device, signed.device_id)
-        if device is None:
-            raise ProtocolError(401, "unknown-device", "this device is not enrolled")
-        if device.revoked_ms is not None:
-            raise ProtocolError(403, "device-revoked", "this device was revoked by the operator")
-        p.verify(device.public_key, signed, signature)
-        _check_clock(signed.timestamp_ms, settings.clock_window_ms)
-        if not await run_in_threadpool(storage.remember_nonce, device.device_id, signed.nonce, settings.clock_window_ms):
-            raise ProtocolError(401, "replay", "this request was already received")
-        request.state.device = device
+        request.state.device = await run_in_threadpool(_check_device, storage, signed, signature,
+                                                       settings.clock_window_ms)
     else:
         _check_clock(signed.timestamp_ms, settings.clock_window_ms)
         request.state.signed = (signed, signature)
@@ -199,6 +201,7 @@ def create_app(storage: Storage | None, settings: ServerSettings = ServerSetting
     app.state.settings = settings
     app.state.enroll_limiter = RateLimiter(settings.enroll_per_minute, max(1, settings.enroll_per_minute))
     _install_error_handlers(app)
+    install_shedding(app, settings.max_inflight, settings.shed_retry_after_s)  # sync/shedding.py
 
     public = APIRouter(prefix=p.API, tags=["device"])
 
@@ -348,7 +351,7 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    sock.listen(256)
+    sock.listen(4096)  # a reconnect storm waits in the accept queue, not in SYN retries (capped by somaxconn)
     sock.set_inheritable(True)
     return sock
 

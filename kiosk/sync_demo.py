@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from kiosk.config import Config
+from kiosk.core.config import Config
 
 log = logging.getLogger("kiosk.sync")
 
@@ -20,8 +20,8 @@ class DemoSync:
         from sync.client import Uploader
         from sync.enroll import provision
         from sync.identity import load_enrollment
-        from sync.server import bind, create_app, make_server
-        from sync.storage import Storage
+        from sync.upstream.server import bind, create_app, make_server
+        from sync.upstream.storage import Storage
 
         self.storage = Storage(str(config.state_dir / "demo-upstream.db"))
         sock = bind("127.0.0.1", 0)

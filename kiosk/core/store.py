@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     import sqlite_utils
 
-from kiosk.records import Component, StoreState, checked, read_records
-from kiosk.statedb import DB_NAME, read_only_connection
+from kiosk.core.records import Component, StoreState, checked, read_records
+from kiosk.core.statedb import DB_NAME, read_only_connection
 
 log = logging.getLogger("kiosk.store")
 
@@ -96,7 +96,7 @@ def _v2_outbox_queue_order(db: sqlite_utils.Database) -> None:
 
 
 def _v3_clock_correction(db: sqlite_utils.Database) -> None:
-    """Keep the wall-clock reading a check-in had before its time was corrected (kiosk/clockfix.py)."""
+    """Keep the wall-clock reading a check-in had before its time was corrected (kiosk/core/clockfix.py)."""
     db.execute("ALTER TABLE checkins ADD COLUMN utc_ms_unsynced INTEGER")  # NULL: never corrected
     db.execute("CREATE INDEX checkins_unsynced ON checkins (clock_synced, boot_id)")
 
@@ -176,7 +176,7 @@ class Store:
     @classmethod
     def open(cls, state_dir: Path) -> "Store":
         """The writer's connection: creates, migrates, and sets a damaged file aside."""
-        from kiosk.statefiles import private_dir
+        from kiosk.core.statefiles import private_dir
 
         try:
             private_dir(state_dir)
@@ -196,7 +196,7 @@ class Store:
 
     @classmethod
     def reader(cls, state_dir: Path) -> "Store":
-        """A read-only connection for the screen and ``kiosk status`` (kiosk/statedb.py)."""
+        """A read-only connection for the screen and ``kiosk status`` (kiosk/core/statedb.py)."""
         try:
             conn = read_only_connection(state_dir)
         except sqlite3.Error as exc:
@@ -357,7 +357,7 @@ class Store:
 
     # ---- component status ----------------------------------------------------------------------
     def set_status(self, component: str, state: str, detail: dict[str, Any] | None = None) -> None:
-        """Write a component's record; ValueError if it is outside the status contract (kiosk/records.py)."""
+        """Write a component's record; ValueError if it is outside the status contract (kiosk/core/records.py)."""
         component, state, detail = checked(component, state, detail)
         self.conn.execute(
             """INSERT INTO status (component, state, detail, updated_ms) VALUES (?, ?, ?, ?)

@@ -19,15 +19,15 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import FormData
 
-from sync.console import localtime as lt
-from sync.console import overview
-from sync.console.alerts import attach as attach_alerts
-from sync.console.accounts import Accounts, Session
-from sync.console.chart import per_day_svg
-from sync.console.csvout import trace_csv
-from sync.console.i18n import LANGUAGES, translator
-from sync.exposure import exposure_entries
-from sync.storage import now_ms
+from sync.upstream.console import localtime as lt
+from sync.upstream.console import overview
+from sync.upstream.console.alerts import attach as attach_alerts
+from sync.upstream.console.accounts import Accounts, Session
+from sync.upstream.console.chart import per_day_svg
+from sync.upstream.console.csvout import trace_csv
+from sync.upstream.console.i18n import LANGUAGES, translator
+from sync.upstream.exposure import exposure_entries
+from sync.upstream.storage import now_ms
 
 SESSION_COOKIE = "kiosk_console"
 LOGIN_CSRF_COOKIE = "kiosk_login_csrf"

@@ -1,7 +1,7 @@
 """A read-only look at the state database, with the standard library only.
 
 For ``kiosk status`` and the screen's status poller: it never creates, migrates or sets aside the
-database (that is the writer's job, kiosk/store.py), and it costs no import of sqlite-utils, so a
+database (that is the writer's job, kiosk/core/store.py), and it costs no import of sqlite-utils, so a
 health check stays cheap. With no ``-wal`` file no process has the database open and everything is
 in the main file: it is then opened as immutable, so not even ``-wal``/``-shm`` files are created
 (they would be root's when root runs ``kiosk status``).

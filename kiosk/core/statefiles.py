@@ -5,7 +5,7 @@ A file that exists but does not hold what it should (empty, torn, the wrong size
 :class:`DamagedStateFile`: the operation that needs it is refused with a message naming the file, and
 ``kiosk status`` shows ATTENTION. Making a fresh one silently would be worse than stopping: a new
 device secret makes every repeat visitor count twice, a new device id can never upload its rows.
-Writes go through :func:`kiosk.privacy.write_private_file` (atomic, 0600).
+Writes go through :func:`kiosk.core.privacy.write_private_file` (atomic, 0600).
 """
 
 from __future__ import annotations

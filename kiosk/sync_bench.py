@@ -65,14 +65,14 @@ def _cpu_s(pid: int) -> float:
 
 def enrolled_device(work: Path, db: str, url: str, device_id: str) -> Path:
     """A device config (state in ``work/state``) enrolled with the upstream at ``url``; returns its path."""
-    from kiosk.config import load_config
+    from kiosk.core.config import load_config
     from sync.enroll import provision
-    from sync.storage import Storage
+    from sync.upstream.engines import open_storage
 
     config_file = work / "kiosk.toml"
     config_file.write_text(f'[device]\nid = "{device_id}"\nstate_dir = "{work / "state"}"\n'
                            '[clock]\nassume_synced = true\n', encoding="utf-8")
-    storage = Storage(db)
+    storage = open_storage(db)
     provision(load_config(config_file), url, storage.create_token("enroll", VENUE, ttl_s=600), VENUE)
     storage.close()
     return config_file
@@ -81,10 +81,10 @@ def enrolled_device(work: Path, db: str, url: str, device_id: str) -> Path:
 def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
     from nacl.public import PrivateKey
 
-    from kiosk.config import Config
-    from kiosk.store import Store
+    from kiosk.core.config import Config
+    from kiosk.core.store import Store
     from sync.backlog import seed_backlog
-    from sync.storage import Storage
+    from sync.upstream.engines import open_storage
 
     backlog = int(getattr(args, "backlog", None) or 100_000)
     work = Path(tempfile.mkdtemp(prefix="kiosk-bench-sync-"))
@@ -120,7 +120,7 @@ def bench_sync(args: argparse.Namespace) -> dict[str, Any]:
                                - children_before.ru_stime, 1),
                "upstream": round(_cpu_s(upstream.pid) - upstream_before, 1)}
         summary = json.loads(out) if client.returncode == 0 else {"error": err[-500:]}
-        storage = Storage(db)
+        storage = open_storage(db)
         stored = storage.stats()
         storage.close()
         result.update({
@@ -148,7 +148,7 @@ def executemany_floor(path: Path, rows: int) -> float:
     one WAL + synchronous=FULL transaction (no network, no signatures, no JSON)."""
     import uuid
 
-    from sync.storage import CHECKIN_COLUMNS, Storage
+    from sync.upstream.storage import CHECKIN_COLUMNS, Storage
 
     Storage(str(path)).close()  # the upstream's schema
     now = time.time_ns() // 1_000_000
@@ -178,12 +178,12 @@ def ingest_rate(db: str, batches: int = 60, batch_size: int = 500, threads: int 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from sync import protocol as p
-    from sync.storage import Storage
+    from sync.upstream.engines import open_storage
 
     device_id = "ingest-" + uuid.uuid4().hex[:8]
     upstream, url = start_upstream(db)
     try:
-        storage = Storage(db)
+        storage = open_storage(db)
         key = Ed25519PrivateKey.generate()
         storage.enroll(storage.create_token("enroll", VENUE, ttl_s=600), device_id, VENUE, p.public_key_bytes(key), "bench")
         before = storage.stats()["total"]
@@ -220,7 +220,7 @@ def ingest_rate(db: str, batches: int = 60, batch_size: int = 500, threads: int 
         for w in workers:
             w.join()
         elapsed = time.perf_counter() - started
-        storage = Storage(db)
+        storage = open_storage(db)
         stored = storage.stats()["total"] - before
         storage.close()
     finally:
