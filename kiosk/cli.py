@@ -82,6 +82,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
             modules = COMMAND_MODULES  # not in the table: let every module have its say
     for module in modules:
         importlib.import_module(module).register(sub)
+    if len(modules) == 1:
+        return parser  # the chosen command's parser is all it needs; the others are for --help and usage errors
     for name, (_, help_text) in COMMANDS.items():
         if name not in sub.choices:  # listed in --help; never run (its module was not needed)
             sub.add_parser(name, help=help_text)

@@ -17,6 +17,7 @@ import logging
 import shutil
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -41,6 +42,7 @@ CLOCK_RESYNC_S = 3600.0
 OLDEST_EVERY_S = 15.0
 SYNC_NOW_FILE = "sync-now"  # touched by the screen's "Sync now" button (kiosk/screen/app.py)
 CONTENT_STATUSES = (400, 413, 422)
+IN_FLIGHT = 2  # batches on the wire at once: the upstream validates one while it stores the other
 BeaconRecord = Callable[[], "dict[str, Any] | None"]
 
 
@@ -86,7 +88,7 @@ class Uploader:
         self._failures = 0          # consecutive
         self._retry_after: float | None = None
         self._state = SyncState.STARTING
-        previous = read_records(self.store.db.conn).get(Component.SYNC)
+        previous = read_records(self.store.conn).get(Component.SYNC)
         self._last_success_ms: int | None = previous.get("last_success_ms") if previous else None  # kept across runs
         self._last_error_ms: int | None = None
         self._clock_synced_at = -CLOCK_RESYNC_S
@@ -95,7 +97,7 @@ class Uploader:
         self._last_report = 0.0
         self._oldest: int | None = None  # scan time of the oldest unsent row, as of _oldest_at
         self._oldest_at = -OLDEST_EVERY_S
-        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-send")
+        self._sender = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="sync-send")
         self._alive: Callable[[], None] = lambda: None
         self._sync_now_seen = self._sync_now_mtime()
 
@@ -263,32 +265,49 @@ class Uploader:
 
     # ---- check-ins -----------------------------------------------------------------------------
     def _drain(self, stop: threading.Event) -> bool:
-        """Send batches until the queue is empty. While one batch is on the wire the next is claimed,
-        and the next is on the wire while this one's answer is written down: the device's disk work
-        overlaps the network and the upstream's work."""
-        batch = self._claim()
-        on_the_wire = self._submit(batch) if batch else None
-        while on_the_wire is not None:
-            upcoming = [] if stop.is_set() else self._claim()
+        """Send batches until the queue is empty, ``IN_FLIGHT`` of them on the wire: the upstream parses
+        and validates one while it stores (and fsyncs) another, and the device claims and writes down
+        answers meanwhile. Answers are settled in the order the batches were claimed."""
+        on_the_wire: deque[tuple[list[Claimed], Future]] = deque()
+        while True:
+            while len(on_the_wire) < IN_FLIGHT and not stop.is_set() and (batch := self._claim()):
+                on_the_wire.append((batch, self._submit(batch)))
+            if not on_the_wire:
+                return True
+            batch, future = on_the_wire.popleft()
             try:
-                reply = on_the_wire.result()
+                reply = future.result()
             except Unreachable as exc:
-                self.outbox.release([c.id for c in batch + upcoming], str(exc))
+                self.outbox.release([c.id for c in batch], str(exc))
                 self._failed(SyncState.OFFLINE, str(exc))
+                self._settle_after_failure(on_the_wire)
                 return False
-            on_the_wire = self._submit(upcoming) if upcoming and reply.status == 200 else None
             if not self._settle(batch, reply):
-                self.outbox.release([c.id for c in upcoming], "not sent")
+                self._settle_after_failure(on_the_wire)
                 return False
-            if upcoming and on_the_wire is None:
-                on_the_wire = self._submit(upcoming)
             self._report()
             self._alive()
-            batch = upcoming
-        return True
+
+    def _settle_after_failure(self, on_the_wire: deque) -> None:
+        """The batches still on the wire after a failure: each settled by its own answer (stored rows
+        acknowledged, the rest back to pending), with no retry and without clearing the failure."""
+        for batch, future in on_the_wire:
+            ids = [c.id for c in batch]
+            try:
+                reply = future.result()
+            except Unreachable as exc:
+                self.outbox.release(ids, str(exc))
+                continue
+            if reply.status == 200:
+                self._accept(ids, reply, healthy=False)
+            else:
+                self.outbox.release(ids, reply.reason)
+        on_the_wire.clear()
 
     def _submit(self, batch: list[Claimed]) -> Future:
-        return self._sender.submit(self.session.post_json, p.PATH_CHECKINS, batch_document(batch))
+        # Encoded and compressed here, by the thread that claimed it: the sender threads only sign and
+        # send, so their allocators do not each keep a batch's worth of memory (the uploader's peak).
+        return self._sender.submit(self.session.post_gzip, p.PATH_CHECKINS, p.compress(batch_document(batch)))
 
     def _claim(self) -> list[Claimed]:
         if not self.outbox.has_pending():
@@ -328,7 +347,7 @@ class Uploader:
         self._failed_reply(reply)
         return False
 
-    def _accept(self, ids: list[str], reply: Reply) -> None:
+    def _accept(self, ids: list[str], reply: Reply, healthy: bool = True) -> None:
         results = {r.get("id"): r for r in reply.body.get("results", []) if isinstance(r, dict)}
         acked = [i for i in ids if results.get(i, {}).get("status") in ("stored", "duplicate")]
         dead = {i: f"{results[i].get('status')}: {results[i].get('reason')}" for i in ids
@@ -342,7 +361,8 @@ class Uploader:
             self.outbox.release(missing, "no result in the upstream's answer")
         self.result.sent += len(acked)
         self.result.dead += len(dead)
-        self._succeeded()
+        if healthy:
+            self._succeeded()
         log.info("uploaded %d check-ins (%s new)", len(acked), reply.body.get("stored"))
 
     # ---- heartbeat and beacon key --------------------------------------------------------------

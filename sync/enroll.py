@@ -26,7 +26,6 @@ from typing import Iterator
 
 from kiosk import __version__
 from kiosk.core.config import Config, save_overrides
-from kiosk.core.lifecycle import backoff_delays
 from kiosk.core.privacy import write_private_file
 from kiosk.core.records import Component, EnrollmentState
 from kiosk.core.urls import check_upstream_url
@@ -198,6 +197,8 @@ class Completion:
     """Completes the saved intent with full-jitter backoff, for a process's loop (one per process)."""
 
     def __init__(self, base_s: float = 5.0, cap_s: float = 600.0):
+        from kiosk.core.lifecycle import backoff_delays  # here: `kiosk status` reads the enrollment, never retries it
+
         self.delays = backoff_delays(base_s, cap_s)
         self.attempts = 0
         self.next_at = 0.0

@@ -74,7 +74,7 @@ class UpstreamSession:
         self.offset_ms = 0
         self.session = requests.Session()
         self.session.trust_env = False
-        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=1)
+        adapter = HTTPAdapter(max_retries=0, pool_connections=1, pool_maxsize=2)  # two batches on the wire
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -114,7 +114,10 @@ class UpstreamSession:
 
     def post_json(self, path: str, document: bytes) -> Reply:
         """POST an already encoded JSON document: signed, gzip-compressed."""
-        body = p.compress(document)
+        return self.post_gzip(path, p.compress(document))
+
+    def post_gzip(self, path: str, body: bytes) -> Reply:
+        """POST a gzip-compressed JSON document, signed now."""
         headers = p.sign(self.key, "POST", path, self.device_id, body, self.now_ms())
         headers.update({"Content-Type": "application/json", "Content-Encoding": "gzip"})
         return self._reply(self._send("POST", path, data=body, headers=headers))

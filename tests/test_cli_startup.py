@@ -71,3 +71,24 @@ def test_an_unknown_command_is_a_usage_error_not_a_traceback():
     result = subprocess.run([sys.executable, "-m", "kiosk", "no-such-command"], capture_output=True, text=True,
                             timeout=60, env=kiosk_env(), cwd=ROOT)
     assert result.returncode == 2 and "invalid choice" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_uploader_draining_its_queue_loads_no_frame_or_migration_stack(tmp_path):
+    """sqlite-utils (and its numpy) once came in through the uploader's first status read: 20 MB of its 50."""
+    from nacl.public import PrivateKey
+
+    from kiosk.core.store import Store
+    from sync.backlog import seed_backlog
+    from kiosk.sync_bench import VENUE, _stop, enrolled_device, start_upstream
+
+    upstream, url = start_upstream(str(tmp_path / "upstream.db"))
+    try:
+        config = enrolled_device(tmp_path, str(tmp_path / "upstream.db"), url, "startup-device")
+        store = Store.open(tmp_path / "state")
+        seed_backlog(store, 50, VENUE, "startup-device", bytes(PrivateKey.generate().public_key))
+        store.close()
+        loaded = loaded_after("--config", str(config), "--log-level", "WARNING", "sync", "--once")
+    finally:
+        _stop(upstream)
+    assert "requests" in loaded  # it did upload
+    assert not {"numpy", "sqlite_utils", "cv2", "fastapi", "pygame"} & loaded

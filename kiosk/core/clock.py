@@ -7,10 +7,10 @@ therefore also carries CLOCK_MONOTONIC and the kernel's boot id, so its time can
 from __future__ import annotations
 
 import argparse
-import ctypes
 import datetime as dt
+import functools
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,9 @@ _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 def local_zone() -> dt.tzinfo:
-    """Asia/Ho_Chi_Minh; a fixed UTC+7 when tzdata is missing (Vietnam has had no DST since 1975)."""
+    """Asia/Ho_Chi_Minh; a fixed UTC+7 when tzdata is missing (Vietnam has had no DST since 1975).
+
+    Read on first use: ``kiosk checkin`` never needs it, and zoneinfo costs every command's start."""
     try:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
     except ImportError:  # pragma: no cover - Python < 3.9
@@ -30,14 +32,21 @@ def local_zone() -> dt.tzinfo:
         return dt.timezone(dt.timedelta(hours=7), "ICT")
 
 
-LOCAL_ZONE = local_zone()
+_zone = functools.cache(local_zone)
 
 
-def local_time(utc_ms: int, zone: dt.tzinfo = LOCAL_ZONE) -> dt.datetime:
-    return dt.datetime.fromtimestamp(utc_ms / 1000, tz=zone)
+def __getattr__(name: str) -> dt.tzinfo:
+    """``LOCAL_ZONE``, made on first use (PEP 562)."""
+    if name == "LOCAL_ZONE":
+        return _zone()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def local_day_start_ms(utc_ms: int, zone: dt.tzinfo = LOCAL_ZONE) -> int:
+def local_time(utc_ms: int, zone: dt.tzinfo | None = None) -> dt.datetime:
+    return dt.datetime.fromtimestamp(utc_ms / 1000, tz=zone or _zone())
+
+
+def local_day_start_ms(utc_ms: int, zone: dt.tzinfo | None = None) -> int:
     """The UTC milliseconds of the local midnight that began the day ``utc_ms`` falls in ("today" for a venue)."""
     midnight = local_time(utc_ms, zone).replace(hour=0, minute=0, second=0, microsecond=0)
     return int(midnight.timestamp() * 1000)
@@ -52,6 +61,8 @@ def boot_id() -> str:
 
 def kernel_clock_synced() -> bool:
     """True when the kernel says an NTP client has disciplined the clock (adjtimex != TIME_ERROR)."""
+    import ctypes  # here: a command on a kiosk with clock.assume_synced never needs it
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         timex = ctypes.create_string_buffer(512)  # struct timex is 208 bytes on 64-bit Linux; modes = 0 reads only
@@ -85,7 +96,13 @@ class Clock:
 
 
 def new_checkin_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID, as uuid.uuid4() makes it; the uuid module (and the platform module it
+    loads) would cost ``kiosk checkin`` more than the rest of the check-in."""
+    b = bytearray(os.urandom(16))
+    b[6] = b[6] & 0x0F | 0x40  # version 4
+    b[8] = b[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def parse_instant_ms(text: str) -> int:

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import hmac
 import os
-import secrets
 from pathlib import Path
 
 SECRET_FILE = "device-secret.key"
@@ -29,7 +28,7 @@ def write_private_file(path: Path, data: bytes) -> None:
     over ``path`` and fsync of the directory: a power cut leaves the old file or the new, never half.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         try:
@@ -62,7 +61,7 @@ def load_or_create_secret(state_dir: Path, name: str = SECRET_FILE, size: int = 
     if existing is not None:
         return existing
     private_dir(state_dir)
-    data = secrets.token_bytes(size)
+    data = os.urandom(size)  # secrets.token_bytes, without importing random at every start
     write_private_file(path, data)
     return data
 
@@ -77,9 +76,18 @@ def seal_subject(subject: str, authority_public_key: bytes) -> bytes:
 
     The kiosk holds only the public key: a stolen device or database reveals nobody.
     """
-    from nacl.public import PublicKey, SealedBox
+    # libsodium's crypto_box_seal (what nacl.public.SealedBox calls) through PyNaCl's cffi module alone:
+    # nacl.public loads every libsodium binding, most of the CPU time `kiosk checkin` spends on sealing.
+    from nacl._sodium import ffi, lib
 
-    return SealedBox(PublicKey(authority_public_key)).encrypt(subject.encode("utf-8"))
+    if not isinstance(authority_public_key, bytes) or len(authority_public_key) != lib.crypto_box_publickeybytes():
+        raise ValueError("the authority's public key must be 32 bytes")
+    lib.sodium_init()  # idempotent; libsodium wants it before any other call
+    message = subject.encode("utf-8")
+    sealed = ffi.new("unsigned char[]", lib.crypto_box_sealbytes() + len(message))
+    if lib.crypto_box_seal(sealed, message, len(message), authority_public_key) != 0:
+        raise RuntimeError("libsodium could not seal the identity")
+    return ffi.buffer(sealed)[:]
 
 
 def unseal_subject(sealed: bytes, authority_private_key: bytes) -> str:

@@ -313,7 +313,7 @@ class Store:
 
     def count_checkins_since(self, utc_ms: int) -> int:
         """Check-ins (companions included) made at or after ``utc_ms``: "today" for the venue manager."""
-        return self.db.execute("SELECT count(*) FROM checkins WHERE utc_ms >= ?", [utc_ms]).fetchone()[0]
+        return self.conn.execute("SELECT count(*) FROM checkins WHERE utc_ms >= ?", [utc_ms]).fetchone()[0]
 
     def correct_unsynced_times(self, boot_id: str, now_utc_ms: int, now_monotonic_ns: int) -> int:
         """Give this boot's unsynchronised check-ins their true time: now - (monotonic now - monotonic then).

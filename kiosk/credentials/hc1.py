@@ -26,10 +26,8 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-import cbor2
 
 if TYPE_CHECKING:  # cryptography is imported where a signature is checked: most scans never need it
     from cryptography import x509
@@ -58,10 +56,17 @@ KEY_USAGE_OIDS = {
     "r": {"1.3.6.1.4.1.1847.2021.1.3", "1.3.6.1.4.1.0.1847.2021.1.3"},
 }
 
+def _cbor2() -> Any:
+    """cbor2, imported by the first certificate read: a kiosk reading other codes never loads it."""
+    import cbor2
+
+    return cbor2
+
+
 # Semantic tags cbor2 would otherwise turn into Python objects (dates, regular expressions, MIME
 # messages, shared references...). Here every tag stays an inert CBORTag.
 _CBOR_SEMANTIC_TAGS = (0, 1, 2, 3, 4, 5, 25, 28, 29, 30, 35, 36, 37, 52, 54, 100, 256, 258, 260, 261, 1004, 55799)
-_INERT_TAGS = {tag: (lambda value, immutable, tag=tag: cbor2.CBORTag(tag, value)) for tag in _CBOR_SEMANTIC_TAGS}
+_INERT_TAGS = {tag: (lambda value, immutable, tag=tag: _cbor2().CBORTag(tag, value)) for tag in _CBOR_SEMANTIC_TAGS}
 
 
 class Malformed(ValueError):
@@ -110,7 +115,7 @@ def decode_cbor(data: bytes, layer: str) -> Any:
     """One CBOR item filling ``data`` exactly, tags left uninterpreted, nesting capped."""
     fp = io.BytesIO(data)
     try:
-        item = cbor2.CBORDecoder(fp, semantic_decoders=_INERT_TAGS, max_depth=MAX_CBOR_DEPTH, read_size=1).decode()
+        item = _cbor2().CBORDecoder(fp, semantic_decoders=_INERT_TAGS, max_depth=MAX_CBOR_DEPTH, read_size=1).decode()
     except Exception:  # noqa: BLE001 - cbor2 raises several types on hostile input; all mean "not CBOR"
         raise Malformed(layer, "not CBOR") from None
     if fp.tell() != len(data):
@@ -131,13 +136,13 @@ class CoseSign1:
         return self.protected[label] if label in self.protected else self.unprotected.get(label)
 
     def to_be_signed(self) -> bytes:
-        return cbor2.dumps(["Signature1", self.protected_bytes, b"", self.payload])
+        return _cbor2().dumps(["Signature1", self.protected_bytes, b"", self.payload])
 
 
 def parse_cose(data: bytes) -> CoseSign1:
     item = decode_cbor(data, "cbor")
     for tag in (TAG_CWT, TAG_COSE_SIGN1):  # both optional; "double tagged" codes exist
-        if isinstance(item, cbor2.CBORTag) and item.tag == tag:
+        if isinstance(item, _cbor2().CBORTag) and item.tag == tag:
             item = item.value
     if not isinstance(item, (list, tuple)) or len(item) != 4:
         raise Malformed("cose", "not a COSE_Sign1 array")
@@ -275,7 +280,7 @@ class NotJson(ValueError):
 
 def to_json(value: Any) -> Any:
     """The certificate as the JSON the schema describes; tag 0 (date-time text) and 1 (epoch) allowed."""
-    if isinstance(value, cbor2.CBORTag):
+    if isinstance(value, _cbor2().CBORTag):
         if value.tag == 0 and isinstance(value.value, str):
             return to_json(value.value)
         if value.tag == 1 and _numeric_date(value.value):
@@ -301,6 +306,8 @@ def to_json(value: Any) -> Any:
 
 @functools.cache
 def _schema_validator() -> Any:
+    from importlib import resources  # with tempfile and shutil: only when a certificate is checked
+
     import jsonschema
 
     text = resources.files("kiosk.credentials").joinpath("dcc_schema/DCC.combined-schema.json").read_text("utf-8")

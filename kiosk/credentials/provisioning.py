@@ -25,7 +25,6 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from kiosk.credentials.base import ACCEPTED, Credential, FormatContext, rejected
 
@@ -109,6 +108,8 @@ def _b64url(data: bytes) -> str:
 
 
 def _check_url(url: str) -> None:
+    from urllib.parse import urlsplit  # only for a provisioning code, not at every start
+
     try:
         parts = urlsplit(url)
         host = parts.hostname
