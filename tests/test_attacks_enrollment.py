@@ -76,6 +76,16 @@ def test_a_valid_token_for_another_venue_cannot_take_over_an_enrolled_device(ups
     assert stolen_token not in upstream.log()
 
 
+def test_an_enrollment_refused_by_the_schema_is_audited_without_its_token(upstream):
+    dev = RawDevice(upstream.url, "malformed-01")
+    tok = token(upstream.db, "VENUE-1")
+    body = {"token": tok, "device_id": dev.device_id, "venue_id": "VENUE-1", "public_key": dev.public_key_b64}
+    refused(dev.send(p.PATH_ENROLL, body), 422, "invalid-field")  # software_version missing
+    refusals = upstream.audit("enrollment-refused")
+    assert len(refusals) == 1 and 'device="malformed-01"' in refusals[0] and 'reason="invalid-field"' in refusals[0]
+    assert tok not in upstream.log()
+
+
 def test_the_enrolled_device_may_return_with_its_own_key(upstream):
     dev = RawDevice(upstream.url, "mover-01")
     assert dev.enroll(upstream.db).status_code == 200

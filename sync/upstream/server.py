@@ -316,6 +316,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             return error_response(400, "malformed-json", "body is not valid JSON")
         # Never echo the input back: it could be a visitor's data in a misbehaving client's request.
         fields = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in errors[:20]]
+        if request.url.path == p.PATH_ENROLL:  # a refused enrollment leaves a trace whatever refused it
+            audit("enrollment-refused", client_address(request), logging.WARNING,
+                  device=request.headers.get(p.H_DEVICE, "")[:80], path=request.url.path, reason="invalid-field")
         return error_response(422, "invalid-field", "request does not match the schema", fields=fields)
 
     @app.exception_handler(StarletteHTTPException)
