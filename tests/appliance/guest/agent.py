@@ -494,7 +494,9 @@ PHASES = {
 
 def main() -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
-    phase = dict(re.findall(r"kiosk\.(\w+)=(\S+)", Path("/proc/cmdline").read_text())).get("phase", "")
+    args = dict(re.findall(r"kiosk\.(\w+)=(\S+)", Path("/proc/cmdline").read_text()))
+    phase = args.get("phase", "")
+    only = set(args["only"].split(",")) | {"install"} if args.get("only") else None  # ./dev appliance --only
     chan = Channel()
     chan.send(hello=phase, uptime_s=float(Path("/proc/uptime").read_text().split()[0]))
     if phase == "first":
@@ -505,10 +507,12 @@ def main() -> int:
     if phase in ("powercut", "last"):
         report_db(chan)
     for name, fn in PHASES.get(phase, []):
+        if only is not None and name not in only:
+            continue
         ok = run_check(chan, name, *((fn, chan) if fn is check_display else (fn,)))
         if name == "install" and not ok:
             break  # nothing else can run without the appliance
-    if phase in ("second", "powercut"):
+    if phase in ("second", "powercut") and only is None:  # --only never cuts the power
         try:
             stream_checkins(chan)
         except Failed as exc:
