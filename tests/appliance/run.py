@@ -161,8 +161,14 @@ class Run:
             return
         self.results[check] = {"check": check, "ok": bool(ok), "seconds": round(seconds, 1), "detail": detail}
         print(json.dumps(self.results[check], ensure_ascii=False), flush=True)
+        self.log(json.dumps(self.results[check], ensure_ascii=False))
+
+    def log(self, text: str) -> None:
+        with open(self.work / "run.log", "a", encoding="utf-8") as log:  # kept with a failed run's folder
+            log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
 
     def say(self, text: str) -> None:
+        self.log(text)
         if self.verbose:
             print(f"appliance: {text}", file=sys.stderr, flush=True)
 
