@@ -60,6 +60,13 @@ def open_display(screen: ScreenConfig, force_dummy: bool = False, windowed: bool
     driver = choose_driver()
     if driver:
         os.environ["SDL_VIDEODRIVER"] = driver
+    if driver == "kmsdrm":
+        # Under kmsdrm, SDL 2.26 shows pygame's window surface through its first accelerated renderer,
+        # "opengl". Without the desktop libGL.so.1 (libgl1, which neither Raspberry Pi OS Lite nor plain
+        # Debian installs: SDL does not depend on it) that renderer gets OpenGL ES's entry points, every
+        # upload fails (GL_INVALID_OPERATION) and the panel stays black while SDL reports the KMSDRM mode
+        # (found by the appliance VM, docs/appliance.md). OpenGL ES 2 is what a Pi's GPU speaks natively.
+        os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "opengles2")
     try:
         pygame.display.init()
         if screen.fullscreen and not windowed and driver != "dummy":

@@ -153,6 +153,22 @@ def bluetooth_hardware() -> str:
     return f"controllers {found} made again after the boot"
 
 
+def vm_gpu() -> str:
+    """The VM's GPU: Mesa's softpipe, written as a drop-in for the scanner before install.sh runs.
+
+    The VM has no GPU, so Mesa draws SDL's OpenGL ES on the CPU. Its default there, llvmpipe, crashed
+    the kiosk's process in set_mode or in the first display update here (a segfault, with or without
+    llvmpipe's threads); softpipe, Mesa's plain rasteriser, draws the same picture. A Pi's v3d GPU
+    uses neither. The drop-in belongs to the VM's hardware, as btvirt does: install.sh neither writes
+    nor removes it, so an upgrade leaves it as it was.
+    """
+    dropin = Path("/etc/systemd/system/kiosk-scanner.service.d/appliance-vm-gpu.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("# The VM's GPU is Mesa on the CPU: softpipe (llvmpipe crashed here), see tests/appliance/guest/agent.py\n"
+                      "[Service]\nEnvironment=GALLIUM_DRIVER=softpipe\n")
+    return f"{dropin}: GALLIUM_DRIVER=softpipe"
+
+
 def check_install() -> dict:
     Path("/etc/kiosk").mkdir(exist_ok=True)
     # The venue manager writes the authority's keys before installing; install.sh must keep the file.
@@ -272,7 +288,13 @@ def check_nearby() -> dict:
                 raise Failed(f"nearby status {nearby or 'not reported yet'}")
             return nearby
 
-        nearby = wait_for("the beacon's bluepy scan to count the 2 phones", counted, 240, every=3)
+        try:
+            nearby = wait_for("the beacon's bluepy scan to count the 2 phones", counted, 240, every=3)
+        except Failed as exc:  # were the phones on the air at all, and what did the beacon's scans say?
+            heard = sh(VENV_PY, BT_HELPER, "listen", "hci1", "6", timeout=90, check=False).strip()
+            journal = sh("journalctl", "-u", "kiosk-beacon.service", "-n", "5", "--no-pager", "-o", "cat", check=False)
+            raise Failed(f"{exc}; phones {ids}, hci1 hears {heard}; beacon's journal: "
+                         f"{' | '.join(journal.strip().splitlines())[-400:]}") from None
         return {"phones": nearby.get("phones"), "scanner": "bluepy:hci0",
                 "seconds_to_count": round(time.monotonic() - started, 1)}
     finally:
@@ -494,10 +516,13 @@ PHASES = {
 
 def main() -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
-    phase = dict(re.findall(r"kiosk\.(\w+)=(\S+)", Path("/proc/cmdline").read_text())).get("phase", "")
+    args = dict(re.findall(r"kiosk\.(\w+)=(\S+)", Path("/proc/cmdline").read_text()))
+    phase = args.get("phase", "")
+    only = set(args["only"].split(",")) | {"install"} if args.get("only") else None  # ./dev appliance --only
     chan = Channel()
     chan.send(hello=phase, uptime_s=float(Path("/proc/uptime").read_text().split()[0]))
     if phase == "first":
+        chan.send(log=vm_gpu())
         try:
             chan.send(log=bluetooth_hardware())
         except Failed as exc:
@@ -505,10 +530,12 @@ def main() -> int:
     if phase in ("powercut", "last"):
         report_db(chan)
     for name, fn in PHASES.get(phase, []):
+        if only is not None and name not in only:
+            continue
         ok = run_check(chan, name, *((fn, chan) if fn is check_display else (fn,)))
         if name == "install" and not ok:
             break  # nothing else can run without the appliance
-    if phase in ("second", "powercut"):
+    if phase in ("second", "powercut") and only is None:  # --only never cuts the power
         try:
             stream_checkins(chan)
         except Failed as exc:
