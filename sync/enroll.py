@@ -55,6 +55,8 @@ class IntentDamaged(ValueError):
 
 @dataclass(frozen=True)
 class EnrollmentIntent:
+    """An enrollment asked for and not yet done: where, with which one-time token, for which venue."""
+
     upstream_url: str
     token: str = field(repr=False)  # a one-time secret: never in a log line or a status record
     venue_id: str

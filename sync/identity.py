@@ -23,6 +23,8 @@ ENROLLMENT_FILE = "sync-enrollment.json"
 
 @dataclass(frozen=True)
 class Enrollment:
+    """This device as the upstream enrolled it."""
+
     device_id: str
     venue_id: str
     upstream_url: str

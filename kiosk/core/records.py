@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Iterable
 
+from kiosk.core.frozen import Frozen
+
 
 class Component(StrEnum):
     CAMERA = "camera"
@@ -118,8 +120,10 @@ def checked(component: str, state: str, detail: dict[str, Any] | None) -> tuple[
     return name.value, value.value, detail
 
 
-@dataclass(frozen=True)
-class Record:
+@dataclass(frozen=True, repr=False, eq=False)
+class Record(Frozen):
+    """One component's last status row: its state, what it said, and when (UTC milliseconds)."""
+
     component: Component
     state: StrEnum
     detail: dict[str, Any] = field(default_factory=dict)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     import sqlite_utils
 
+from kiosk.core.frozen import Frozen
 from kiosk.core.records import Component, StoreState, checked, read_records
 from kiosk.core.statedb import DB_NAME, read_only_connection
 
@@ -33,8 +34,10 @@ class StorageError(RuntimeError):
     """The database cannot take a write now (disk full, read-only, I/O error); nothing was recorded."""
 
 
-@dataclass(frozen=True)
-class CheckinRow:
+@dataclass(frozen=True, repr=False, eq=False)
+class CheckinRow(Frozen):
+    """One row of the checkins table, as committed."""
+
     id: str
     venue_id: str
     device_id: str

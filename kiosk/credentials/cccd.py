@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from kiosk.core.frozen import Frozen
 from kiosk.credentials.base import ACCEPTED, Credential, FormatContext, masked_name, rejected
 
 KIND = "cccd"
@@ -44,8 +45,10 @@ class CccdError(ValueError):
         self.field = field
 
 
-@dataclass(frozen=True)
-class CccdCard:
+@dataclass(frozen=True, repr=False, eq=False)
+class CccdCard(Frozen):
+    """The fields of a citizen ID card's QR code, as read and checked."""
+
     number: str
     old_id: str
     name: str
