@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from kiosk import __version__
+from kiosk.core.frozen import Frozen
 from kiosk.core.config import Config, save_overrides
 from kiosk.core.privacy import write_private_file
 from kiosk.core.records import Component, EnrollmentState
@@ -53,8 +54,8 @@ class IntentDamaged(ValueError):
     """The saved enrollment intent cannot be read: the device must be provisioned again."""
 
 
-@dataclass(frozen=True)
-class EnrollmentIntent:
+@dataclass(frozen=True, repr=False, eq=False)
+class EnrollmentIntent(Frozen):
     """An enrollment asked for and not yet done: where, with which one-time token, for which venue."""
 
     upstream_url: str

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiosk.core.frozen import Frozen
 from kiosk.core.privacy import write_private_file
 from kiosk.core.statefiles import exact_size, parse_json_object, private_dir, read_state_file
 
@@ -21,8 +22,8 @@ KEY_FILE = "sync-device.key"
 ENROLLMENT_FILE = "sync-enrollment.json"
 
 
-@dataclass(frozen=True)
-class Enrollment:
+@dataclass(frozen=True, repr=False, eq=False)
+class Enrollment(Frozen):
     """This device as the upstream enrolled it."""
 
     device_id: str

@@ -14,6 +14,8 @@ import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from kiosk.core.frozen import Frozen
+
 
 if TYPE_CHECKING:  # cryptography is loaded by the first signature, not by every command that imports this
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -58,8 +60,8 @@ class ProtocolError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class SignedRequest:
+@dataclass(frozen=True, repr=False, eq=False)
+class SignedRequest(Frozen):
     """The fields one request's signature covers, in the order they are signed."""
 
     method: str

@@ -13,7 +13,7 @@ from kiosk.core.frozen import Frozen
 
 MODULES = ("kiosk.core.config", "kiosk.core.clock", "kiosk.core.records", "kiosk.core.store", "kiosk.events",
            "kiosk.credentials.base", "kiosk.credentials.cccd", "kiosk.credentials.personal",
-           "kiosk.credentials.provisioning", "kiosk.credentials.trust")
+           "kiosk.credentials.provisioning", "kiosk.credentials.trust", "sync.protocol", "sync.identity", "sync.enroll")
 
 
 def frozen_classes() -> list[type]:
