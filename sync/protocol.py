@@ -11,10 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from kiosk.core.frozen import Frozen
+from kiosk.core.frozen import Frozen, frozen
 
 
 if TYPE_CHECKING:  # cryptography is loaded by the first signature, not by every command that imports this
@@ -60,7 +59,7 @@ class ProtocolError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class SignedRequest(Frozen):
     """The fields one request's signature covers, in the order they are signed."""
 

@@ -1,6 +1,6 @@
-"""kiosk/core/frozen.py: a record declared ``@dataclass(frozen=True, repr=False, eq=False)`` on ``Frozen``
-has the repr, equality and hash ``@dataclass(frozen=True)`` would generate, field options included
-(a field with ``repr=False`` never shown: the credential's subject and display name are personal data)."""
+"""kiosk/core/frozen.py: a record declared ``@frozen`` on ``Frozen`` is built, compared, hashed, shown and
+kept from change as ``@dataclass(frozen=True)`` would make it, field options included (a field with
+``repr=False`` never shown: the credential's subject and display name are personal data)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import importlib
 
 import pytest
 
-from kiosk.core.frozen import Frozen
+from kiosk.core.frozen import Frozen, frozen
 
 MODULES = ("kiosk.core.config", "kiosk.core.clock", "kiosk.core.records", "kiosk.core.store", "kiosk.events",
            "kiosk.credentials.base", "kiosk.credentials.cccd", "kiosk.credentials.personal",
@@ -48,7 +48,7 @@ def test_every_frozen_record_is_found():
 @pytest.mark.parametrize("cls", frozen_classes(), ids=lambda c: c.__qualname__)
 def test_repr_equality_and_hash_are_what_dataclass_generates(cls):
     twin = generated_twin(cls)
-    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+    assert dataclasses.is_dataclass(cls)
     base = sample_values(cls, 0)
     mine, theirs = cls(**base), twin(**base)
     assert repr(mine) == repr(theirs)
@@ -65,8 +65,43 @@ def test_repr_equality_and_hash_are_what_dataclass_generates(cls):
             hash(mine)
     else:
         assert hash(mine) == expected
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        setattr(mine, dataclasses.fields(cls)[0].name, "changed")
+    for name in (dataclasses.fields(cls)[0].name, "not_a_field"):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(mine, name, "changed")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            delattr(mine, name)
+
+
+@pytest.mark.parametrize("cls", frozen_classes(), ids=lambda c: c.__qualname__)
+def test_built_as_dataclass_builds_it(cls):
+    """By position, by keyword, with defaults and fresh default factories; refusing what it would refuse."""
+    twin = generated_twin(cls)
+    fields = dataclasses.fields(cls)
+    required = {f.name: f"{f.name}-r" for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    assert repr(cls(**required)) == repr(twin(**required))
+    assert cls(**required) == cls(**required) and dataclasses.asdict(cls(**required)) == dataclasses.asdict(twin(**required))
+    positional = [f"{f.name}-p" for f in fields]
+    assert repr(cls(*positional)) == repr(twin(*positional))
+    for f in fields:
+        if f.default_factory is not dataclasses.MISSING:  # each instance its own list or dict
+            assert getattr(cls(**required), f.name) is not getattr(cls(**required), f.name)
+    bad_calls = [((*positional, "one too many"), {}), ((), {**required, "no_such_field": 1}),
+                 ((positional[0],), {fields[0].name: "twice"})]
+    if required:
+        bad_calls.append(((), {k: v for k, v in list(required.items())[1:]}))
+    for args, kwargs in bad_calls:
+        with pytest.raises(TypeError):
+            twin(*args, **kwargs)
+        with pytest.raises(TypeError):
+            cls(*args, **kwargs)
+    changed = dataclasses.replace(cls(**required), **{fields[-1].name: "replaced"})
+    assert repr(changed) == repr(dataclasses.replace(twin(**required), **{fields[-1].name: "replaced"}))
+
+
+def test_frozen_wants_the_base_class():
+    with pytest.raises(TypeError):
+        frozen(type("Plain", (), {"__annotations__": {"x": "int"}}))
 
 
 def test_a_credentials_personal_data_stays_out_of_its_repr():

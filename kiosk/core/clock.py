@@ -11,10 +11,9 @@ import datetime as dt
 import functools
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from kiosk.core.frozen import Frozen
+from kiosk.core.frozen import Frozen, frozen
 
 _TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -83,7 +82,7 @@ def kernel_clock_synced() -> bool:
         return False
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class Instant(Frozen):
     """One reading of the clocks: wall time, monotonic time, the boot it belongs to, whether NTP vouched for it."""
 

@@ -19,12 +19,12 @@ import os
 import re
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from kiosk.core.errors import ConfigError
-from kiosk.core.frozen import Frozen
+from kiosk.core.frozen import Frozen, frozen
 
 SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
 # Settings the device itself changes (provisioning, the maintenance screen) live in the state
@@ -70,7 +70,7 @@ def opt(default: Any, check: Check | None = None, doc: str = "") -> Any:
 ID_CHECK = matches(r"[A-Za-z0-9._-]{0,64}", "letters, digits, '.', '_' or '-', at most 64")
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class DeviceConfig(Frozen):
     """[device]: who this kiosk is and where it keeps its state."""
 
@@ -81,7 +81,7 @@ class DeviceConfig(Frozen):
     state_dir: str = opt("", None, "database and keys; empty = $STATE_DIRECTORY, /var/lib/kiosk or ~/.local/state/kiosk")
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class CameraConfig(Frozen):
     """[camera]: which camera, at what size and rate."""
 
@@ -98,7 +98,7 @@ class CameraConfig(Frozen):
     synthetic_script: str = opt("demo", one_of("demo", "unique", "idle"))
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class ScanConfig(Frozen):
     """[scan]: how repeats of one code are treated."""
 
@@ -106,7 +106,7 @@ class ScanConfig(Frozen):
     repeat_quiet_s: float = opt(2.0, between(0, 60), "same code still in view: ignored silently")
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class PersonalPattern(Frozen):
     """One [[formats.personal]] entry: a personal health QR token format."""
 
@@ -114,7 +114,7 @@ class PersonalPattern(Frozen):
     pattern: str = opt("", _valid_regex)
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class FormatsConfig(Frozen):
     """[formats]: which payloads are accepted, and the HC1 trust list."""
 
@@ -137,7 +137,7 @@ def _key_setting(v: str) -> str | None:
     return None if "/" in v else "a 32-byte key in base64 (44 characters) or the path of a file holding one"
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class PrivacyConfig(Frozen):
     """[privacy]: the key identities are sealed to, and how long check-ins are kept."""
 
@@ -145,7 +145,7 @@ class PrivacyConfig(Frozen):
     retention_days: int = opt(21, between(1, 3650), "acknowledged check-ins are deleted after this many days")
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class ProvisioningConfig(Frozen):
     """[provisioning]: the key provisioning codes are checked against."""
 
@@ -153,7 +153,7 @@ class ProvisioningConfig(Frozen):
     max_age_s: float = opt(259200.0, between(60, 31536000), "provisioning codes older than this are refused")
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class ClockConfig(Frozen):
     """[clock]: whether to trust an unsynchronised system clock."""
 
@@ -172,7 +172,7 @@ def _upstream_url(v: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class SyncConfig(Frozen):
     """[sync]: the upstream and the uploader's batches, timeouts and back-off."""
 
@@ -190,7 +190,7 @@ class SyncConfig(Frozen):
     retry_after_max_s: float = opt(900.0, between(0, 86400), "longest Retry-After honoured")
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class BeaconConfig(Frozen):
     """[beacon]: the Bluetooth controller, advertising and nearby-phone counting."""
 
@@ -206,7 +206,7 @@ class BeaconConfig(Frozen):
     nearby_window_s: float = opt(300.0, between(30, 3600))
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class ScreenConfig(Frozen):
     """[screen]: language, PIN, timings and what the screen shows."""
 
@@ -226,7 +226,7 @@ class ScreenConfig(Frozen):
     show_today_count: bool = opt(False, None, "show today's check-in count on the ready screen")
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class Config(Frozen):
     """The whole configuration: one frozen section per TOML table, and where it came from."""
 

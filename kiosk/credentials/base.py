@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
 
-from kiosk.core.frozen import Frozen
+from kiosk.core.frozen import Frozen, frozen
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -34,7 +34,7 @@ REASONS = {
 }
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class Credential(Frozen):
     """The outcome of reading one payload.
 
@@ -90,7 +90,7 @@ def masked_name(family: str, given: str) -> str:
     return " ".join([shown, *initials])
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class FormatContext(Frozen):
     """What a format may consult: the evaluation time (UTC, ms) and the config."""
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from kiosk.core.frozen import Frozen
+from kiosk.core.frozen import Frozen, frozen
 from kiosk.credentials.base import ACCEPTED, Credential, FormatContext, masked_name, rejected
 
 KIND = "cccd"
@@ -45,7 +44,7 @@ class CccdError(ValueError):
         self.field = field
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class CccdCard(Frozen):
     """The fields of a citizen ID card's QR code, as read and checked."""
 

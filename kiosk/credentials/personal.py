@@ -6,17 +6,16 @@ The token itself is the subject; it is kept opaque (never parsed further). Patte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from kiosk.core.frozen import Frozen
+from kiosk.core.frozen import Frozen, frozen
 from kiosk.credentials.base import ACCEPTED, Credential, FormatContext
 from kiosk.core.patterns import compile_linear
 
 KIND = "personal"
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class PersonalTokenFormat(Frozen):
     """Personal health QR tokens: the configured patterns, compiled for RE2, tried in order."""
 
@@ -46,7 +45,7 @@ class PersonalTokenFormat(Frozen):
         return Credential(KIND, ACCEPTED, "ok", subject=token, display_name="", facts={"pattern": name})
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class OpaqueFormat(Frozen):
     """Anything else, accepted as an opaque token only when config says so."""
 

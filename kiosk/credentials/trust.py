@@ -18,11 +18,11 @@ import base64
 import binascii
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from kiosk.core.frozen import Frozen
+from kiosk.core.frozen import Frozen, frozen
 
 if TYPE_CHECKING:  # imported where certificates are read: most scans never need them
     from cryptography import x509
@@ -44,7 +44,7 @@ def kid_of(cert: x509.Certificate) -> bytes:
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).digest()[:8]
 
 
-@dataclass(frozen=True, repr=False, eq=False)
+@frozen
 class TrustList(Frozen):
     """Document signer certificates by key id (several may share one)."""
 
