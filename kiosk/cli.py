@@ -14,7 +14,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from kiosk import __version__
 
@@ -44,6 +44,35 @@ COMMAND_MODULES = list(dict.fromkeys(module for module, _ in COMMANDS.values()))
 GLOBAL_OPTIONS_WITH_VALUE = ("--config", "--state-dir", "--log-level")
 
 
+def _terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``, found the same way without importing shutil (and the bz2
+    and lzma modules it imports): argparse asks for it at every argument added, so at every start."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, its width taken from :func:`_terminal_columns`."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        super().__init__(prog, indent_increment, max_help_position, _terminal_columns() - 2 if width is None else width)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The kiosk's parsers (subcommands' included): :class:`HelpFormatter` unless told otherwise."""
+
+    def __init__(self, *args: Any, formatter_class: type = HelpFormatter, **kwargs: Any):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     from kiosk.core.config import load_config
 
@@ -63,13 +92,13 @@ def chosen_command(argv: Sequence[str]) -> str | None:
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser with the chosen command's module registered; ``argv`` None registers every module."""
-    parser = argparse.ArgumentParser(prog="kiosk", description="Venue check-in kiosk.")
+    parser = ArgumentParser(prog="kiosk", description="Venue check-in kiosk.")
     parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
     parser.add_argument("--config", help="TOML config file (default: $KIOSK_CONFIG, then /etc/kiosk/kiosk.toml)")
     parser.add_argument("--state-dir", help="database and keys (default: $KIOSK_STATE_DIR, then the config)")
     parser.add_argument("--log-level", default=os.environ.get("KIOSK_LOG_LEVEL", "INFO"),
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=ArgumentParser)
     if argv is None:
         modules = COMMAND_MODULES
     else:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable, Iterator
+
+from kiosk.core.frozen import Frozen, frozen
 
 if TYPE_CHECKING:  # only a type here: importing the parsers would slow every command's start-up
     from kiosk.credentials.base import Credential
@@ -23,8 +25,10 @@ ERROR = "error"  # the kiosk could not process the scan (storage, not provisione
 PROVISIONING = "provisioning"  # a verified provisioning code: the screen asks to confirm, no check-in made
 
 
-@dataclass(frozen=True)
-class Outcome:
+@frozen
+class Outcome(Frozen):
+    """What became of one payload, told to the screen, the events file and the command line."""
+
     event: str
     reason: str
     kind: str

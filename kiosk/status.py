@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ EXIT_OK, EXIT_ATTENTION, EXIT_NO_STATE = 0, 1, 3
 
 @dataclass
 class Report:
+    """What ``kiosk status`` found (``facts``) and what needs a person (``attention``)."""
+
     facts: dict[str, Any] = field(default_factory=dict)
     attention: list[str] = field(default_factory=list)
 
@@ -214,18 +215,19 @@ def _component(record: Record | None, now_ms: int) -> dict[str, Any]:
 def _disk(state_dir: Path, f: dict[str, Any], need: list[str]) -> None:
     probe = state_dir if state_dir.exists() else state_dir.parent
     try:
-        usage = shutil.disk_usage(probe)
+        usage = os.statvfs(probe)  # what shutil.disk_usage reads, without importing shutil at every status
     except OSError as exc:
         f["disk"] = {"error": str(exc)}
         need.append(f"cannot read free space of {state_dir}: {exc}")
         return
-    f["disk"] = {"free_bytes": usage.free, "total_bytes": usage.total}
+    free, total = usage.f_bavail * usage.f_frsize, usage.f_blocks * usage.f_frsize
+    f["disk"] = {"free_bytes": free, "total_bytes": total}
     if state_dir.exists() and (os.statvfs(state_dir).f_flag & os.ST_RDONLY or not os.access(state_dir, os.W_OK)):
         f["disk"]["writable"] = False
         need.append(f"storage read-only: {state_dir} cannot be written, so check-ins are refused "
                     "(check the data partition and its mount)")
-    if usage.free < DISK_FREE_MIN_BYTES or usage.free < DISK_FREE_MIN_FRACTION * usage.total:
-        need.append(f"disk nearly full: {usage.free // 2**20} MiB free for {state_dir}")
+    if free < DISK_FREE_MIN_BYTES or free < DISK_FREE_MIN_FRACTION * total:
+        need.append(f"disk nearly full: {free // 2**20} MiB free for {state_dir}")
 
 
 def _stored_device_id(state_dir: Path) -> str:

@@ -20,11 +20,12 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Iterator
 
 from kiosk import __version__
+from kiosk.core.frozen import Frozen, frozen
 from kiosk.core.config import Config, save_overrides
 from kiosk.core.privacy import write_private_file
 from kiosk.core.records import Component, EnrollmentState
@@ -53,8 +54,10 @@ class IntentDamaged(ValueError):
     """The saved enrollment intent cannot be read: the device must be provisioned again."""
 
 
-@dataclass(frozen=True)
-class EnrollmentIntent:
+@frozen
+class EnrollmentIntent(Frozen):
+    """An enrollment asked for and not yet done: where, with which one-time token, for which venue."""
+
     upstream_url: str
     token: str = field(repr=False)  # a one-time secret: never in a log line or a status record
     venue_id: str

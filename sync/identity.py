@@ -7,10 +7,11 @@ the public half, registered once with a one-time enrollment token.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from kiosk.core.frozen import Frozen, frozen
 from kiosk.core.privacy import write_private_file
 from kiosk.core.statefiles import exact_size, parse_json_object, private_dir, read_state_file
 
@@ -21,8 +22,10 @@ KEY_FILE = "sync-device.key"
 ENROLLMENT_FILE = "sync-enrollment.json"
 
 
-@dataclass(frozen=True)
-class Enrollment:
+@frozen
+class Enrollment(Frozen):
+    """This device as the upstream enrolled it."""
+
     device_id: str
     venue_id: str
     upstream_url: str

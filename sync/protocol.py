@@ -9,13 +9,11 @@ what keeps a gzip bomb from an unauthenticated sender harmless.
 from __future__ import annotations
 
 import base64
-import gzip
-import hashlib
 import json
-import secrets
 import zlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from kiosk.core.frozen import Frozen, frozen
 
 
 if TYPE_CHECKING:  # cryptography is loaded by the first signature, not by every command that imports this
@@ -61,8 +59,10 @@ class ProtocolError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class SignedRequest:
+@frozen
+class SignedRequest(Frozen):
+    """The fields one request's signature covers, in the order they are signed."""
+
     method: str
     target: str  # path plus "?query" when there is one
     timestamp_ms: int
@@ -76,10 +76,14 @@ class SignedRequest:
 
 
 def new_nonce() -> str:
+    import secrets  # here, as hashlib and gzip below: `kiosk status` reads enrollment through this module
+
     return secrets.token_hex(16)
 
 
 def body_digest(body: bytes) -> str:
+    import hashlib
+
     return hashlib.sha256(body).hexdigest()
 
 
@@ -131,6 +135,8 @@ def verify(public_key: bytes, request: SignedRequest, signature: bytes) -> None:
 def compress(body: bytes) -> bytes:
     """gzip level 1: a check-in batch shrinks 2.5-fold (hashes and sealed identities do not compress),
     level 6 saves only 5% more for 40% more CPU, and the CPU is the scarcer resource on a Pi."""
+    import gzip
+
     return gzip.compress(body, compresslevel=1, mtime=0)
 
 

@@ -15,7 +15,8 @@ import pytest
 from kiosk.cli import COMMANDS, COMMAND_MODULES, chosen_command
 from conftest import ROOT, kiosk_env
 
-HEAVY = ("numpy", "cv2", "sqlite_utils", "requests", "fastapi", "pygame", "asyncio", "cryptography.x509")
+HEAVY = ("numpy", "cv2", "sqlite_utils", "requests", "fastapi", "pygame", "asyncio", "cryptography.x509",
+         "kiosk.credentials.hc1")  # the vaccine certificate reader: only for a payload that could be one
 
 
 def loaded_after(*args: str) -> set[str]:
@@ -57,6 +58,8 @@ def test_the_command_is_found_past_the_global_options(argv, command):
 def test_status_and_checkin_load_no_frame_upload_or_certificate_stack(config_file):
     assert loaded_after("--config", str(config_file), "status") == set()
     assert loaded_after("--config", str(config_file), "checkin", "--payload", "not a code") == set()
+    # a code that could be a certificate is still read as one: its reader is loaded for it
+    assert {"kiosk.credentials.hc1"} <= loaded_after("--config", str(config_file), "checkin", "--payload", "HC1:6BFOXN")
 
 
 @pytest.mark.system

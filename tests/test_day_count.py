@@ -33,6 +33,19 @@ def test_local_midnight_is_vietnam_midnight():
     assert dt.datetime.fromtimestamp(local_day_start_ms(before) / 1000, LOCAL_ZONE).hour == 0
 
 
+def test_the_fixed_utc7_midnight_is_zoneinfos_on_every_day_from_1976_to_2100():
+    """`local_day_start_ms` computes the midnight as UTC+7 without zoneinfo (Vietnam has no DST):
+    the same answer as the tz database's Asia/Ho_Chi_Minh, at and around every midnight."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("Asia/Ho_Chi_Minh")
+    start = int(dt.datetime(1976, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    end = int(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    for day in range(start, end, 86_400_000):
+        for t in (day, day + 16 * 3_600_000, day + 17 * 3_600_000 - 1, day + 17 * 3_600_000, day + 23 * 3_600_000 + 1):
+            assert local_day_start_ms(t) == local_day_start_ms(t, zone), t
+
+
 @pytest.mark.system
 def test_status_json_counts_todays_checkins_in_local_time(config_file, state_dir):
     assert run_kiosk("--config", str(config_file), "checkin", "--payload", "DEMO-HQR-00000000000A").returncode == 0

@@ -152,3 +152,44 @@ def test_missing_or_empty_trust_folder(tmp_path):
         load_trust_list(tmp_path / "nope")
     with pytest.raises(TrustListError, match="holds no certificate"):
         load_trust_list(tmp_path)
+
+
+def test_the_registry_loads_the_hc1_reader_only_for_what_it_would_claim():
+    """LazyHc1Format's first look (Base45 from the fifth byte; a context prefix or 30 bytes) passes on
+    every payload Hc1Format.detect would claim: the same answer on real certificates, their damaged
+    and truncated forms, Base45 text with and without prefixes, and other codes."""
+    import random
+    import zlib
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from kiosk.credentials import LazyHc1Format
+
+    lazy, real = LazyHc1Format(TrustList()), hc1.Hc1Format(TrustList())
+    alphabet = hc1.BASE45_ALPHABET
+    rng = random.Random(14)
+
+    def b45(data: bytes) -> bytes:
+        out = bytearray()
+        for i in range(0, len(data), 2):
+            n = int.from_bytes(data[i:i + 2], "big")
+            digits = 3 if len(data[i:i + 2]) == 2 else 2
+            for _ in range(digits):
+                n, d = divmod(n, 45)
+                out.append(alphabet[d])
+        return bytes(out)
+
+    samples = [b"", b"HC1:", b"HC1", b"NCFOXN%TS3DH", b"001234567890|123456789|NGUYEN VAN AN", b"BENCH-00000000FFFF"]
+    for _ in range(3000):
+        body = b45(zlib.compress(rng.randbytes(rng.randint(0, 60))))[: rng.randint(0, 90)]
+        samples += [body, b"HC1:" + body, b"XY9:" + body, b"hc1:" + body, body + b"|"]
+    for payload in samples:
+        assert lazy.detect(payload) == real.detect(payload), payload
+
+    @settings(max_examples=2000, deadline=None)
+    @given(st.one_of(st.binary(max_size=64), st.text(alphabet=(alphabet + b"abc|").decode(), max_size=64).map(str.encode)))
+    def same(payload: bytes) -> None:
+        assert lazy.detect(payload) == real.detect(payload)
+
+    same()

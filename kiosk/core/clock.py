@@ -11,8 +11,9 @@ import datetime as dt
 import functools
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from kiosk.core.frozen import Frozen, frozen
 
 _TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -46,8 +47,18 @@ def local_time(utc_ms: int, zone: dt.tzinfo | None = None) -> dt.datetime:
     return dt.datetime.fromtimestamp(utc_ms / 1000, tz=zone or _zone())
 
 
+# Asia/Ho_Chi_Minh has been UTC+7 without DST since 13 June 1975: from 1976 on, the local midnight is
+# plain arithmetic, the same answer as zoneinfo's (tests/test_day_count.py compares them day by day)
+# without loading zoneinfo (and the sysconfig it reads) into `kiosk status`.
+_FIXED_SINCE_MS = 189_302_400_000  # 1976-01-01T00:00Z
+_UTC7_MS = 7 * 3_600_000
+_DAY_MS = 86_400_000
+
+
 def local_day_start_ms(utc_ms: int, zone: dt.tzinfo | None = None) -> int:
     """The UTC milliseconds of the local midnight that began the day ``utc_ms`` falls in ("today" for a venue)."""
+    if zone is None and utc_ms >= _FIXED_SINCE_MS:
+        return (utc_ms + _UTC7_MS) // _DAY_MS * _DAY_MS - _UTC7_MS
     midnight = local_time(utc_ms, zone).replace(hour=0, minute=0, second=0, microsecond=0)
     return int(midnight.timestamp() * 1000)
 
@@ -71,8 +82,10 @@ def kernel_clock_synced() -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class Instant:
+@frozen
+class Instant(Frozen):
+    """One reading of the clocks: wall time, monotonic time, the boot it belongs to, whether NTP vouched for it."""
+
     utc_ms: int
     monotonic_ns: int
     boot_id: str

@@ -19,11 +19,12 @@ import os
 import re
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from kiosk.core.errors import ConfigError
+from kiosk.core.frozen import Frozen, frozen
 
 SYSTEM_CONFIG = Path("/etc/kiosk/kiosk.toml")
 # Settings the device itself changes (provisioning, the maintenance screen) live in the state
@@ -69,8 +70,10 @@ def opt(default: Any, check: Check | None = None, doc: str = "") -> Any:
 ID_CHECK = matches(r"[A-Za-z0-9._-]{0,64}", "letters, digits, '.', '_' or '-', at most 64")
 
 
-@dataclass(frozen=True)
-class DeviceConfig:
+@frozen
+class DeviceConfig(Frozen):
+    """[device]: who this kiosk is and where it keeps its state."""
+
     id: str = opt("", ID_CHECK, "device id; empty = generated once and kept in the state directory")
     venue_id: str = opt("", ID_CHECK, "venue id given by the health authority; empty = not provisioned")
     venue_name: str = opt("", lambda v: None if len(v) <= 200 else "at most 200 characters")
@@ -78,8 +81,10 @@ class DeviceConfig:
     state_dir: str = opt("", None, "database and keys; empty = $STATE_DIRECTORY, /var/lib/kiosk or ~/.local/state/kiosk")
 
 
-@dataclass(frozen=True)
-class CameraConfig:
+@frozen
+class CameraConfig(Frozen):
+    """[camera]: which camera, at what size and rate."""
+
     backend: str = opt("auto", one_of("auto", "picamera2", "uvc", "replay", "synthetic"))
     width: int = opt(640, between(160, 4096))
     height: int = opt(480, between(120, 4096))
@@ -93,20 +98,26 @@ class CameraConfig:
     synthetic_script: str = opt("demo", one_of("demo", "unique", "idle"))
 
 
-@dataclass(frozen=True)
-class ScanConfig:
+@frozen
+class ScanConfig(Frozen):
+    """[scan]: how repeats of one code are treated."""
+
     duplicate_window_s: float = opt(300.0, between(0, 86400), "same visitor again within this: 'already checked in'")
     repeat_quiet_s: float = opt(2.0, between(0, 60), "same code still in view: ignored silently")
 
 
-@dataclass(frozen=True)
-class PersonalPattern:
+@frozen
+class PersonalPattern(Frozen):
+    """One [[formats.personal]] entry: a personal health QR token format."""
+
     name: str = opt("", matches(r"[a-z0-9-]{1,32}", "lower-case letters, digits or '-', 1 to 32"))
     pattern: str = opt("", _valid_regex)
 
 
-@dataclass(frozen=True)
-class FormatsConfig:
+@frozen
+class FormatsConfig(Frozen):
+    """[formats]: which payloads are accepted, and the HC1 trust list."""
+
     personal: list = opt([], None, "list of {name, pattern}: personal health QR tokens")
     accept_unknown_as_opaque: bool = opt(False)
     max_payload_bytes: int = opt(2953, between(1, 65536))
@@ -126,20 +137,26 @@ def _key_setting(v: str) -> str | None:
     return None if "/" in v else "a 32-byte key in base64 (44 characters) or the path of a file holding one"
 
 
-@dataclass(frozen=True)
-class PrivacyConfig:
+@frozen
+class PrivacyConfig(Frozen):
+    """[privacy]: the key identities are sealed to, and how long check-ins are kept."""
+
     authority_public_key: str = opt("", _key_setting, "X25519 key visitor identities are sealed to; empty = no check-ins")
     retention_days: int = opt(21, between(1, 3650), "acknowledged check-ins are deleted after this many days")
 
 
-@dataclass(frozen=True)
-class ProvisioningConfig:
+@frozen
+class ProvisioningConfig(Frozen):
+    """[provisioning]: the key provisioning codes are checked against."""
+
     authority_key: str = opt("", _key_setting, "Ed25519 key provisioning codes must be signed with; empty = refused")
     max_age_s: float = opt(259200.0, between(60, 31536000), "provisioning codes older than this are refused")
 
 
-@dataclass(frozen=True)
-class ClockConfig:
+@frozen
+class ClockConfig(Frozen):
+    """[clock]: whether to trust an unsynchronised system clock."""
+
     assume_synced: bool = opt(False, None, "trust the system clock even if the kernel says unsynchronised")
 
 
@@ -155,8 +172,10 @@ def _upstream_url(v: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class SyncConfig:
+@frozen
+class SyncConfig(Frozen):
+    """[sync]: the upstream and the uploader's batches, timeouts and back-off."""
+
     upstream_url: str = opt("", _upstream_url, "set by `kiosk provision`; https, or http to loopback only")
     ca_bundle: str = opt("", None, "PEM file of CAs to trust for the upstream; empty = the system's")
     batch_max_items: int = opt(1000, between(1, 1000))
@@ -171,8 +190,10 @@ class SyncConfig:
     retry_after_max_s: float = opt(900.0, between(0, 86400), "longest Retry-After honoured")
 
 
-@dataclass(frozen=True)
-class BeaconConfig:
+@frozen
+class BeaconConfig(Frozen):
+    """[beacon]: the Bluetooth controller, advertising and nearby-phone counting."""
+
     transport: str = opt("hci0", matches(r"hci[0-9]{1,3}|unix:.+|pcap:.+", "hciN, unix:PATH or pcap:FILE"),
                          "controller: raw HCI socket, H4 over a unix socket (emulator), or a pcap file")
     interval_ms: float = opt(200.0, between(20, 10240), "advertising interval; >= 100 on pre-5.0 controllers")
@@ -185,8 +206,10 @@ class BeaconConfig:
     nearby_window_s: float = opt(300.0, between(30, 3600))
 
 
-@dataclass(frozen=True)
-class ScreenConfig:
+@frozen
+class ScreenConfig(Frozen):
+    """[screen]: language, PIN, timings and what the screen shows."""
+
     language: str = opt("vi", one_of("vi", "en"), "the screen's main language; the other is shown smaller")
     pin: str = opt("", matches(r"([0-9]{4,12})?", "4 to 12 digits, or empty"), "maintenance PIN; empty = maintenance locked")
     result_seconds: float = opt(4.0, between(1, 60), "how long a check-in result stays before 'ready'")
@@ -203,8 +226,10 @@ class ScreenConfig:
     show_today_count: bool = opt(False, None, "show today's check-in count on the ready screen")
 
 
-@dataclass(frozen=True)
-class Config:
+@frozen
+class Config(Frozen):
+    """The whole configuration: one frozen section per TOML table, and where it came from."""
+
     device: DeviceConfig = field(default_factory=DeviceConfig)
     camera: CameraConfig = field(default_factory=CameraConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
@@ -349,13 +374,15 @@ def load_config(path: str | os.PathLike | None = None, state_dir: str | None = N
         data.setdefault("device", {})
         if isinstance(data["device"], dict):
             data["device"]["state_dir"] = state_dir
-    _build(data, source)  # the file alone must be right
-    return with_settings(data, source)
+    alone = _build(data, source)  # the file alone must be right
+    return with_settings(data, source, alone)
 
 
-def with_settings(data: dict[str, Any], source: str) -> Config:
-    """The config file's ``data`` with settings.toml (or, if that is damaged, its last good copy) over it."""
-    base = dataclasses.replace(_build(data, source), file_data=data, file_source=source)
+def with_settings(data: dict[str, Any], source: str, alone: Config | None = None) -> Config:
+    """The config file's ``data`` with settings.toml (or, if that is damaged, its last good copy) over it.
+
+    ``alone`` is ``data`` already built (and so checked) by the caller: it is not built a second time."""
+    base = dataclasses.replace(alone if alone is not None else _build(data, source), file_data=data, file_source=source)
     path = base.state_dir / OVERRIDES_FILE
     problem = ""
     for candidate in (path, _last_good(path)):

@@ -12,8 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hashlib
-import hmac
 import os
 from pathlib import Path
 
@@ -68,6 +66,9 @@ def load_or_create_secret(state_dir: Path, name: str = SECRET_FILE, size: int = 
 
 def visitor_ref(secret: bytes, kind: str, subject: str) -> str:
     """HMAC-SHA256 of the credential: stable per device, useless without the device's secret."""
+    import hashlib  # here: `kiosk status` reads keys through this module and never hashes
+    import hmac
+
     return hmac.new(secret, f"{kind}\x00{subject}".encode(), hashlib.sha256).hexdigest()
 
 

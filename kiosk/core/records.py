@@ -11,9 +11,11 @@ Imports nothing outside the standard library: ``kiosk status`` and the screen us
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
 from typing import Any, Iterable
+
+from kiosk.core.frozen import Frozen, frozen
 
 
 class Component(StrEnum):
@@ -118,8 +120,10 @@ def checked(component: str, state: str, detail: dict[str, Any] | None) -> tuple[
     return name.value, value.value, detail
 
 
-@dataclass(frozen=True)
-class Record:
+@frozen
+class Record(Frozen):
+    """One component's last status row: its state, what it said, and when (UTC milliseconds)."""
+
     component: Component
     state: StrEnum
     detail: dict[str, Any] = field(default_factory=dict)

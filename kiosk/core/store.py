@@ -15,13 +15,13 @@ import json
 import logging
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     import sqlite_utils
 
+from kiosk.core.frozen import Frozen, frozen
 from kiosk.core.records import Component, StoreState, checked, read_records
 from kiosk.core.statedb import DB_NAME, read_only_connection
 
@@ -33,8 +33,10 @@ class StorageError(RuntimeError):
     """The database cannot take a write now (disk full, read-only, I/O error); nothing was recorded."""
 
 
-@dataclass(frozen=True)
-class CheckinRow:
+@frozen
+class CheckinRow(Frozen):
+    """One row of the checkins table, as committed."""
+
     id: str
     venue_id: str
     device_id: str

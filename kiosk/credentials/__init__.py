@@ -13,9 +13,9 @@ import logging
 import traceback
 from typing import Any, Sequence
 
-from kiosk.credentials.base import ACCEPTED, REJECTED, Credential, FormatContext, PayloadFormat, rejected
+from kiosk.credentials.base import (ACCEPTED, BASE45_ALPHABET, REJECTED, Credential, FormatContext, PayloadFormat,
+                                    rejected)
 from kiosk.credentials.cccd import CccdFormat
-from kiosk.credentials.hc1 import Hc1Format
 from kiosk.credentials.personal import OpaqueFormat, PersonalTokenFormat
 from kiosk.credentials.provisioning import ProvisioningFormat
 from kiosk.credentials.trust import TrustList, TrustListError, load_trust_list
@@ -50,6 +50,36 @@ class Registry:
         return rejected("unknown", "not-recognised")
 
 
+class LazyHc1Format:
+    """The vaccine-certificate format (``hc1.Hc1Format``), its module imported by the first payload that
+    could be a certificate: ``kiosk checkin`` and ``kiosk status`` with any other code never load it.
+
+    Both forms ``Hc1Format.detect`` claims are Base45 from the fifth byte on, and have either a context
+    prefix (``XXn:``) or at least 30 bytes; anything else is passed on exactly as ``Hc1Format`` would.
+    """
+
+    kind = "hc1"
+
+    def __init__(self, trust: TrustList):
+        self.trust = trust
+        self._format: PayloadFormat | None = None
+
+    def _loaded(self) -> PayloadFormat:
+        if self._format is None:
+            from kiosk.credentials.hc1 import Hc1Format
+
+            self._format = Hc1Format(self.trust)
+        return self._format
+
+    def detect(self, payload: bytes) -> bool:
+        if payload[4:].translate(None, BASE45_ALPHABET) or (payload[3:4] != b":" and len(payload) < 30):
+            return False
+        return self._loaded().detect(payload)
+
+    def parse(self, payload: bytes, ctx: FormatContext) -> Credential:
+        return self._loaded().parse(payload, ctx)
+
+
 def trust_from_config(config: Any) -> TrustList:
     """The HC1 trust list named by ``formats.hc1_trust`` (empty when unset); ConfigError if unusable."""
     from kiosk.core.config import ConfigError
@@ -65,7 +95,7 @@ def trust_from_config(config: Any) -> TrustList:
 def default_registry(config: Any, trust: TrustList | None = None) -> Registry:
     formats: list[PayloadFormat] = [
         ProvisioningFormat.from_config(config.provisioning),
-        Hc1Format(trust if trust is not None else trust_from_config(config)),
+        LazyHc1Format(trust if trust is not None else trust_from_config(config)),
         CccdFormat(),
         PersonalTokenFormat.from_config(config.formats.personal),
     ]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
+
+from kiosk.core.frozen import Frozen, frozen
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
+# The alphabet of Base45 (RFC 9285), the text layer of vaccine certificates (hc1.py; the registry's
+# first look at a payload uses it too)
+BASE45_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 
 # Reason codes: stable strings that the screen's catalogue translates and integrations may match on.
 # docs/credentials.md explains each one; a test keeps that list and this one equal.
@@ -29,8 +34,8 @@ REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class Credential:
+@frozen
+class Credential(Frozen):
     """The outcome of reading one payload.
 
     ``subject`` is the identity the health authority needs; it never leaves memory in clear.
@@ -85,8 +90,8 @@ def masked_name(family: str, given: str) -> str:
     return " ".join([shown, *initials])
 
 
-@dataclass(frozen=True)
-class FormatContext:
+@frozen
+class FormatContext(Frozen):
     """What a format may consult: the evaluation time (UTC, ms) and the config."""
 
     now_utc_ms: int

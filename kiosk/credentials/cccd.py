@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
+from kiosk.core.frozen import Frozen, frozen
 from kiosk.credentials.base import ACCEPTED, Credential, FormatContext, masked_name, rejected
 
 KIND = "cccd"
@@ -44,8 +44,10 @@ class CccdError(ValueError):
         self.field = field
 
 
-@dataclass(frozen=True)
-class CccdCard:
+@frozen
+class CccdCard(Frozen):
+    """The fields of a citizen ID card's QR code, as read and checked."""
+
     number: str
     old_id: str
     name: str

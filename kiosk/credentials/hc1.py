@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # cryptography is imported where a signature is checked: most scans never need it
     from cryptography import x509
 
-from kiosk.credentials.base import ACCEPTED, REJECTED, Credential, FormatContext, masked_name, rejected
+from kiosk.credentials.base import (ACCEPTED, BASE45_ALPHABET, REJECTED, Credential, FormatContext, masked_name,
+                                    rejected)
 from kiosk.credentials.trust import TrustList
 
 KIND = "hc1"
@@ -40,7 +41,6 @@ PREFIX = b"HC1:"
 MAX_COSE_BYTES = 64 * 1024  # a QR code holds < 2 KB of zlib data; real certificates inflate to < 4 KB
 MAX_CBOR_DEPTH = 32
 MAX_DCC_STRING = 100  # the schema's longest field is 80 characters; its patterns are slow on long input
-BASE45_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 _PREFIX_LIKE = re.compile(rb"[A-Z]{2}[0-9A-Z]:")
 
 ES256, PS256 = -7, -37

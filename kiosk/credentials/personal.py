@@ -6,17 +6,19 @@ The token itself is the subject; it is kept opaque (never parsed further). Patte
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from kiosk.core.frozen import Frozen, frozen
 from kiosk.credentials.base import ACCEPTED, Credential, FormatContext
 from kiosk.core.patterns import compile_linear
 
 KIND = "personal"
 
 
-@dataclass(frozen=True)
-class PersonalTokenFormat:
+@frozen
+class PersonalTokenFormat(Frozen):
+    """Personal health QR tokens: the configured patterns, compiled for RE2, tried in order."""
+
     patterns: tuple[tuple[str, Any], ...]  # (name, compiled RE2 pattern)
     kind: str = KIND
 
@@ -43,8 +45,8 @@ class PersonalTokenFormat:
         return Credential(KIND, ACCEPTED, "ok", subject=token, display_name="", facts={"pattern": name})
 
 
-@dataclass(frozen=True)
-class OpaqueFormat:
+@frozen
+class OpaqueFormat(Frozen):
     """Anything else, accepted as an opaque token only when config says so."""
 
     kind: str = "opaque"

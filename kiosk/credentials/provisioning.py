@@ -22,10 +22,11 @@ import binascii
 import json
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
+from kiosk.core.frozen import Frozen, frozen
 from kiosk.credentials.base import ACCEPTED, Credential, FormatContext, rejected
 
 KIND = "provisioning"
@@ -82,8 +83,10 @@ def public_key_mistake(path: Path, key: bytes, configured_public: str) -> str | 
     return message if key in publics else None
 
 
-@dataclass(frozen=True)
-class ProvisioningCode:
+@frozen
+class ProvisioningCode(Frozen):
+    """What a verified provisioning code tells the kiosk: its venue, direction and upstream."""
+
     venue_id: str
     venue_name: str
     direction: str

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
+
+from kiosk.core.frozen import Frozen, frozen
 
 if TYPE_CHECKING:  # imported where certificates are read: most scans never need them
     from cryptography import x509
@@ -36,13 +37,17 @@ class TrustListError(ValueError):
 
 
 def kid_of(cert: x509.Certificate) -> bytes:
+    import hashlib
+
     from cryptography.hazmat.primitives.serialization import Encoding
 
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).digest()[:8]
 
 
-@dataclass(frozen=True)
-class TrustList:
+@frozen
+class TrustList(Frozen):
+    """Document signer certificates by key id (several may share one)."""
+
     by_kid: dict[bytes, tuple[x509.Certificate, ...]] = field(default_factory=dict)
     source: str = "empty"
 
