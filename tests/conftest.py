@@ -173,6 +173,24 @@ SYSTEM_MODULES = frozenset({
     "test_upstream_fuzz.py",
     "test_upstream_postgres.py",
 })
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server (sync/upstream/pgtemp.py) shared by one test module."""
+    from sync.upstream.pgtemp import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres):
+    """A fresh database per test on the module's server."""
+    import uuid
+
+    return postgres.create_database("kiosk_" + uuid.uuid4().hex[:12])
+
+
 # Fixtures that start a real server or emulator.
 SYSTEM_FIXTURES = frozenset({"bt_emulator", "upstream", "postgres", "pg_url", "rig", "browser", "receiver"})
 

@@ -19,22 +19,9 @@ from sync import protocol as p
 from sync.upstream.pg_migrations import LATEST, MIGRATIONS, _v1_reference_schema, migrate
 from sync.upstream.pg_storage import PgStorage
 from sync.upstream.engines import open_storage
-from upstream_helpers import PostgresServer, RawDevice, start_upstream, upstream_ids
+from upstream_helpers import RawDevice, start_upstream, upstream_ids
 
 DAY = partitions.DAY_MS
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = PostgresServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pg_url(postgres):
-    """A fresh database per test on the shared server."""
-    return postgres.create_database("kiosk_" + uuid.uuid4().hex[:12])
 
 
 def _today() -> dt.date:

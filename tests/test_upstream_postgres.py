@@ -8,7 +8,6 @@ import threading
 import time
 import uuid
 
-import pytest
 
 from conftest import ROOT, kiosk_env, run_kiosk
 from faultproxy import FaultProxy
@@ -16,25 +15,7 @@ from kiosk.core.store import Store
 from sync import protocol as p
 from sync.backlog import seed_backlog
 from sync.upstream.engines import open_storage
-from upstream_helpers import PostgresServer, RawDevice, provision, start_upstream, upstream_ids, write_device_config
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = PostgresServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pg_url(postgres):
-    """A fresh database per test on the shared server."""
-    import psycopg
-
-    name = "kiosk_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return postgres.url.rsplit("/", 1)[0] + "/" + name
+from upstream_helpers import RawDevice, provision, start_upstream, upstream_ids, write_device_config
 
 
 def _item(device_id, **over):

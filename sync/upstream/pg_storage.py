@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 from sync.upstream import partitions
 from sync.upstream.pg_migrations import migrate
-from sync.upstream.storage import Device, Storage, now_ms
+from sync.upstream.storage import Device, Storage, now_ms, triage
 
 # Column order of the bulk insert, with the PostgreSQL array type each column is sent as.
 _ARRAYS = (("id", "text"), ("venue_id", "text"), ("device_id", "text"), ("direction", "text"),
@@ -181,18 +181,7 @@ class PgStorage(Storage):
         if any(item["venue_id"] != device.venue_id for item in items):  # rows queued before a move of venue
             venues |= {r["venue_id"] for r in self._query("SELECT venue_id FROM device_venues WHERE device_id = ?",
                                                           [device.device_id])}
-        results: dict[str, dict[str, Any]] = {}
-        rows = []
-        for item in items:
-            if item["id"] in results:
-                continue
-            if item["device_id"] != device.device_id:
-                results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "device-mismatch"}
-            elif item["venue_id"] not in venues:
-                results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "venue-mismatch"}
-            else:
-                results[item["id"]] = {"id": item["id"], "status": "stored", "reason": None}
-                rows.append(item)
+        results, rows = triage(device, items, venues)
         with self._connection() as conn:
             if rows:
                 # One statement, so one transaction without BEGIN/COMMIT round trips: the batch and the

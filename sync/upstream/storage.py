@@ -115,6 +115,26 @@ class Device:
     revoked_ms: int | None
 
 
+def triage(device: Device, items: list[dict[str, Any]],
+           venues: set[str]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Each item's verdict before the insert, by id (an id repeated in the batch counts once): rejected
+    when it names another device or a venue this device never had, else stored (until the insert finds
+    it already there); and the items to insert. One rule for both storage engines."""
+    results: dict[str, dict[str, Any]] = {}
+    accepted = []
+    for item in items:
+        if item["id"] in results:
+            continue
+        if item["device_id"] != device.device_id:
+            results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "device-mismatch"}
+        elif item["venue_id"] not in venues:
+            results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "venue-mismatch"}
+        else:
+            results[item["id"]] = {"id": item["id"], "status": "stored", "reason": None}
+            accepted.append(item)
+    return results, accepted
+
+
 class Storage:
     """Thread-safe: each call borrows a connection from a small pool (uvicorn runs handlers in threads)."""
 
@@ -326,22 +346,14 @@ class Storage:
     def store_checkins(self, device: Device, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Store a batch in one transaction; one result per item: stored, duplicate or rejected."""
         at = now_ms()
-        results: dict[str, dict[str, Any]] = {}
         with self._transaction() as cur:
             cur.execute("SELECT venue_id FROM device_venues WHERE device_id = ?", [device.device_id])
             venues = {r["venue_id"] for r in cur.fetchall()} | {device.venue_id}
+            results, accepted = triage(device, items, venues)
             rows = []
-            for item in items:
-                if item["id"] in results:
-                    continue
-                if item["device_id"] != device.device_id:
-                    results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "device-mismatch"}
-                elif item["venue_id"] not in venues:
-                    results[item["id"]] = {"id": item["id"], "status": "rejected", "reason": "venue-mismatch"}
-                else:
-                    results[item["id"]] = {"id": item["id"], "status": "stored", "reason": None}
-                    row = {"source": "camera", "companion_of": None, **item}  # items from before those fields
-                    rows.append([row[c] for c in CHECKIN_COLUMNS[:-1]] + [at])
+            for item in accepted:
+                row = {"source": "camera", "companion_of": None, **item}  # items from before those fields
+                rows.append([row[c] for c in CHECKIN_COLUMNS[:-1]] + [at])
             inserted: set[str] = _insert_absent_sqlite(cur, rows) if self.dialect == "sqlite" else set()
             for chunk in _chunks(rows if self.dialect != "sqlite" else [], 200):
                 values = ", ".join(["(" + ", ".join("?" * len(CHECKIN_COLUMNS)) + ")"] * len(chunk))
