@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import run_kiosk
+from conftest import run_kiosk, wait_until
 from sync.upstream import partitions
 from sync import protocol as p
 from sync.upstream.pg_migrations import LATEST, MIGRATIONS, _v1_reference_schema, migrate
@@ -212,6 +212,11 @@ def _locked_devices(pg_url):
     return conn
 
 
+def _waiting_on_a_lock(pg_url):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'").fetchone()[0]
+
+
 def test_a_saturated_pool_answers_503_with_retry_after_quickly(pg_url):
     upstream = start_upstream(pg_url, "127.0.0.1:0", "--pool-size", "1", "--pool-timeout-s", "0.3")
     try:
@@ -219,23 +224,18 @@ def test_a_saturated_pool_answers_503_with_retry_after_quickly(pg_url):
         assert dev.enroll(pg_url).status_code == 200
         lock = _locked_devices(pg_url)
         try:
-            def timed(_):
-                started = time.monotonic()
-                answer = dev.send(p.PATH_CHECKINS, {"checkins": [dev.item()]})
-                return answer, time.monotonic() - started
-
             with ThreadPoolExecutor(4) as pool:
-                answers = list(pool.map(timed, range(4)))
-        finally:
+                answers = list(pool.map(lambda _: dev.send(p.PATH_CHECKINS, {"checkins": [dev.item()]}), range(4)))
+        finally:  # every answer came while the table was still locked: none waited for the lock to go
             lock.rollback()
             lock.close()
-        shed = [(a, s) for a, s in answers if a.json().get("reason") == "overloaded"]
-        assert shed, [a.text for a, _ in answers]
-        for answer, seconds in shed:  # refused at the pool's wait, not after the statement timeout
+        shed = [a for a in answers if a.json().get("reason") == "overloaded"]
+        assert shed, [a.text for a in answers]
+        for answer in shed:  # refused at the pool's wait ("overloaded"), not at the statement's timeout
             assert answer.status_code == 503 and 1 <= int(answer.headers["Retry-After"]) <= 3
-            assert seconds < 3.0
-        for answer, seconds in answers:  # nobody waits past the statement timeout (5 s) by much
-            assert answer.status_code == 503 and answer.headers["Retry-After"] and seconds < 8.0
+        for answer in answers:  # the one holding the connection: its statement's lock timeout, then 503
+            assert answer.status_code == 503 and answer.headers["Retry-After"], answer.text
+            assert answer.json()["reason"] in ("overloaded", "storage-unavailable"), answer.text
         after = dev.send(p.PATH_CHECKINS, {"checkins": [dev.item()]})
         assert after.status_code == 200 and after.json()["stored"] == 1
     finally:
@@ -251,13 +251,11 @@ def test_too_many_requests_in_progress_are_shed_before_the_body_is_read(pg_url):
         try:
             with ThreadPoolExecutor(1) as pool:
                 stuck = pool.submit(dev.send, p.PATH_CHECKINS, {"checkins": [dev.item()]})
-                time.sleep(0.5)  # the first request is now waiting on the lock
-                started = time.monotonic()
+                wait_until(lambda: _waiting_on_a_lock(pg_url), 10, "the first upload to wait on the locked table")
                 shed = dev.send(p.PATH_CHECKINS, {"checkins": [dev.item()]})
-                seconds = time.monotonic() - started
                 assert shed.status_code == 503 and shed.json()["reason"] == "overloaded", shed.text
                 assert "in progress" in shed.json()["message"] and int(shed.headers["Retry-After"]) >= 1
-                assert seconds < 1.0 and not stuck.done()
+                assert not stuck.done()  # answered while the first still waited: shed, not queued behind it
                 lock.rollback()
                 assert stuck.result().status_code == 200
         finally:
@@ -314,6 +312,10 @@ def test_fleet_bench_prints_its_figures(postgres, storm):
     assert (figures["delivered"], figures["lost"], figures["duplicates"], figures["errors"]) == (120, 0, 0, 0)
     assert figures["heartbeats"] == 24 and figures["slowest_server_ms"] is not None
     assert figures["ingest_per_s"] > 0 and figures["copy_floor_per_s"] > 0 and figures["p99_ms"] >= figures["p50_ms"]
+    assert figures["requests"] >= 24 * 3  # two uploads of 3 and a heartbeat each, and any retries
+    per_request = figures["cpu_ms_per_request"]  # PostgreSQL's is known only for the bench's own server (--pg-temp)
+    assert per_request["upstream_workers"] > 0 and per_request["fleet_client"] > 0 and per_request["postgres"] is None
+    assert figures["cpu_ms_per_request_at_0_1x_copy"] > 0
     with psycopg.connect(postgres.url) as conn:  # its database was its own, and is gone
         left = conn.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'kiosk_fleet_%'").fetchone()[0]
     assert left == 0

@@ -54,7 +54,7 @@ def days_for(utc_values: Iterable[int], around: dt.date | None = None) -> set[dt
     centre = around or today()
     lo = day_ms(centre - dt.timedelta(days=ON_DEMAND_BEHIND))
     hi = day_ms(centre + dt.timedelta(days=ON_DEMAND_AHEAD + 1))
-    return {day_of(v) for v in utc_values if lo <= v < hi}
+    return {EPOCH + dt.timedelta(days=n) for n in {v // DAY_MS for v in utc_values if lo <= v < hi}}  # a date per day, not per row
 
 
 def default_partition_sql() -> str:
