@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import base64
 import io
-import json
 import os
 import random
 import ssl

@@ -1,9 +1,10 @@
-"""The upstream's storage: one SQL schema on SQLite (default) or PostgreSQL (``postgresql://`` URLs).
+"""The upstream's storage on SQLite (one process), and the queries PostgreSQL's storage inherits.
 
 Exactly-once rests on one rule: a check-in's UUID is its primary key and every insert is
 ``ON CONFLICT DO NOTHING``; a batch is one transaction, so a batch is stored whole or not at all,
 and a repeat (the client retrying after a lost answer) is reported as a duplicate, never stored twice.
-SQL is written once with ``?`` placeholders; the PostgreSQL connection rewrites them to ``%s``.
+SQL is written once with ``?`` placeholders; on PostgreSQL (sync/upstream/pg_storage.py, which keeps its
+own connections, ingest and nonces) the cursor rewrites them to ``%s``.
 """
 
 from __future__ import annotations
@@ -142,13 +143,12 @@ class Storage:
         if url.startswith(("postgresql://", "postgres://")):
             raise ValueError("a PostgreSQL URL needs the partitioned storage: sync.upstream.engines.open_storage")
         self.url = url
-        self.dialect = "postgresql" if url.startswith(("postgresql://", "postgres://")) else "sqlite"
+        self.dialect = "sqlite"
         self._pool: queue.LifoQueue = queue.LifoQueue()
         self._slots = threading.BoundedSemaphore(pool_size)
         self._requests = 0
         with self._transaction() as cur:
-            blob, integer = ("BYTEA", "BIGINT") if self.dialect == "postgresql" else ("BLOB", "INTEGER")
-            for statement in SCHEMA.format(blob=blob, int=integer).split(";"):
+            for statement in SCHEMA.format(blob="BLOB", int="INTEGER").split(";"):
                 if statement.strip():
                     cur.execute(statement)
             for column, definition in ADDED_CHECKIN_COLUMNS:
@@ -157,20 +157,12 @@ class Storage:
 
     def _add_column(self, cur: "_Cursor", table: str, column: str, sql_type: str) -> None:
         """Bring a database made by an earlier version up to the schema (CREATE IF NOT EXISTS adds no column)."""
-        if self.dialect == "postgresql":
-            cur.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
-            return
         cur.execute(f"SELECT name FROM pragma_table_info('{table}')")
         if column not in {r["name"] for r in cur.fetchall()}:
             cur.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
     # ---- connections --------------------------------------------------------------------------
-    def _connect(self) -> Any:
-        if self.dialect == "postgresql":
-            import psycopg
-            from psycopg.rows import dict_row
-
-            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+    def _connect(self) -> sqlite3.Connection:
         path = self.url.removeprefix("sqlite:///") if self.url.startswith("sqlite:///") else self.url
         Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(Path(path).expanduser(), timeout=30, isolation_level=None, check_same_thread=False)
@@ -194,11 +186,7 @@ class Storage:
             try:
                 yield conn
             finally:
-                # A broken connection (database restarted, network cut) is dropped, not pooled.
-                if self.dialect == "postgresql" and (conn.closed or conn.broken):
-                    conn.close()
-                else:
-                    self._pool.put(conn)
+                self._pool.put(conn)
         finally:
             self._slots.release()
 
@@ -354,12 +342,7 @@ class Storage:
             for item in accepted:
                 row = {"source": "camera", "companion_of": None, **item}  # items from before those fields
                 rows.append([row[c] for c in CHECKIN_COLUMNS[:-1]] + [at])
-            inserted: set[str] = _insert_absent_sqlite(cur, rows) if self.dialect == "sqlite" else set()
-            for chunk in _chunks(rows if self.dialect != "sqlite" else [], 200):
-                values = ", ".join(["(" + ", ".join("?" * len(CHECKIN_COLUMNS)) + ")"] * len(chunk))
-                cur.execute(f"INSERT INTO checkins ({', '.join(CHECKIN_COLUMNS)}) VALUES {values} "
-                            "ON CONFLICT (id) DO NOTHING RETURNING id", [v for row in chunk for v in row])
-                inserted.update(r["id"] for r in cur.fetchall())
+            inserted = _insert_absent(cur, rows)
             repeats = [row[0] for row in rows if row[0] not in inserted]
             for chunk in _chunks(repeats, 500):
                 cur.execute(f"SELECT id, device_id FROM checkins WHERE id IN ({', '.join('?' * len(chunk))})", chunk)
@@ -443,7 +426,7 @@ class _Cursor:
         return self._cursor.rowcount
 
 
-def _insert_absent_sqlite(cur: _Cursor, rows: list[list]) -> set[str]:
+def _insert_absent(cur: _Cursor, rows: list[list]) -> set[str]:
     """SQLite, under the write lock BEGIN IMMEDIATE took: the ids already stored are looked up, the
     others inserted by one executemany (a multi-row INSERT ... RETURNING cost a third more CPU)."""
     present: set[str] = set()
