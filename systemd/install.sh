@@ -35,7 +35,8 @@ GROUPS_WANTED="video render input audio"
 # available" on a Pi without a desktop); Debian's uses the system SDL, which has it, and the venv sees it.
 APT_PACKAGES="python3-venv python3-pip python3-picamera2 python3-pygame libzbar0 bluez fonts-dejavu-core"
 KIOSK_UNITS="kiosk.target kiosk-scanner.service kiosk-sync.service kiosk-beacon.service"
-SERVER_UNITS="kiosk-upstream.service"
+SERVER_UNITS="kiosk-upstream.service kiosk-upstream-retention.service kiosk-upstream-retention.timer"
+SERVER_ENABLED="kiosk-upstream.service kiosk-upstream-retention.timer"  # the retention service runs from its timer
 SOURCE_PARTS="pyproject.toml setup.py kiosk scanner beacon sync systemd docs"
 # pip writes .pyc files; with this set they are hash-checked instead of dated, so a reinstall of the
 # same source gives the same bytes (the idempotence test hashes the whole tree).
@@ -58,7 +59,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$PURGE" = 1 ] && [ "$ACTION" != uninstall ] && { echo "install.sh: --purge goes with --uninstall" >&2; exit 2; }
-if [ "$SERVER" = 1 ]; then UNITS=$SERVER_UNITS; EXTRAS=${EXTRAS:-server}; else UNITS=$KIOSK_UNITS; EXTRAS=${EXTRAS:-device}; fi
+if [ "$SERVER" = 1 ]; then UNITS=$SERVER_UNITS; ENABLED=$SERVER_ENABLED; EXTRAS=${EXTRAS:-server}
+else UNITS=$KIOSK_UNITS; ENABLED=$KIOSK_UNITS; EXTRAS=${EXTRAS:-device}; fi
 if [ "$SKIP" = 0 ] && [ "$(id -u)" -ne 0 ]; then
   echo "install.sh: run as root (sudo), or with --root DIR --skip-system to only lay out files" >&2; exit 1
 fi
@@ -190,13 +192,13 @@ EOF
 enable_units() {
   # shellcheck disable=SC2086
   if [ "$ROOT" != / ]; then
-    systemctl --quiet --root="$ROOT" enable $UNITS  # offline: only the symlinks, no running systemd needed
+    systemctl --quiet --root="$ROOT" enable $ENABLED  # offline: only the symlinks, no running systemd needed
   else
     system systemctl daemon-reload
-    system systemctl enable $UNITS
+    system systemctl enable $ENABLED
   fi
   if [ "$START" = 1 ] && [ "$ROOT" = / ]; then
-    if [ "$SERVER" = 1 ]; then system systemctl restart $UNITS; else system systemctl restart kiosk.target; fi
+    if [ "$SERVER" = 1 ]; then system systemctl restart $ENABLED; else system systemctl restart kiosk.target; fi
   fi
 }
 

@@ -129,12 +129,13 @@ def test_uninstall_keeps_checkins_unless_purged(installed, tmp_path):
     assert not {k for k, v in tree_digest(root).items() if not v.startswith("dir")}
 
 
-def test_server_install_has_only_the_upstream_unit(tmp_path):
+def test_server_install_has_only_the_upstream_units(tmp_path):
     root = tmp_path / "server"
     result = install(root, "--server")
     units = sorted(p.name for p in (root / "etc/systemd/system").iterdir() if p.is_file())
-    assert units == ["kiosk-upstream.service"]
+    assert units == ["kiosk-upstream-retention.service", "kiosk-upstream-retention.timer", "kiosk-upstream.service"]
     assert (root / "etc/systemd/system/multi-user.target.wants/kiosk-upstream.service").is_symlink()
+    assert (root / "etc/systemd/system/timers.target.wants/kiosk-upstream-retention.timer").is_symlink()
     assert "useradd" not in result.stdout  # DynamicUser=: no account to create
     assert "pip install /opt/kiosk/src[server]" in result.stdout
 

@@ -17,8 +17,9 @@ import pytest
 from conftest import ROOT
 
 UNIT_DIR = ROOT / "systemd"
-UNITS = sorted(p.name for p in UNIT_DIR.iterdir() if p.suffix in (".service", ".target"))
-SERVICES = [u for u in UNITS if u.endswith(".service")]
+UNITS = sorted(p.name for p in UNIT_DIR.iterdir() if p.suffix in (".service", ".target", ".timer"))
+ONESHOTS = ["kiosk-upstream-retention.service"]  # started by its timer, runs to the end: no watchdog, no restart
+SERVICES = [u for u in UNITS if u.endswith(".service") and u not in ONESHOTS]
 KIOSK_BINARY = "/opt/kiosk/venv/bin/kiosk"
 
 
@@ -31,7 +32,7 @@ def verify(unit_dir: Path, tmp_path: Path) -> str:
     copy = tmp_path / "units"
     copy.mkdir(exist_ok=True)
     for unit in unit_dir.iterdir():
-        if unit.suffix in (".service", ".target"):
+        if unit.suffix in (".service", ".target", ".timer"):
             (copy / unit.name).write_text(unit.read_text().replace(KIOSK_BINARY, str(fake)))
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", *sorted(str(p) for p in copy.iterdir())],
                             capture_output=True, text=True, timeout=120)
@@ -41,7 +42,7 @@ def verify(unit_dir: Path, tmp_path: Path) -> str:
 @pytest.mark.system
 def test_systemd_analyze_verify_prints_nothing(tmp_path):
     assert set(UNITS) == {"kiosk.target", "kiosk-scanner.service", "kiosk-sync.service", "kiosk-beacon.service",
-                          "kiosk-upstream.service"}
+                          "kiosk-upstream.service", "kiosk-upstream-retention.service", "kiosk-upstream-retention.timer"}
     assert verify(UNIT_DIR, tmp_path) == ""
 
 
@@ -98,7 +99,22 @@ def test_only_the_scanner_sees_devices_and_only_the_beacon_has_capabilities():
     assert "AF_BLUETOOTH" in beacon["RestrictAddressFamilies"]
 
 
-@pytest.mark.parametrize("unit", SERVICES)
+def test_upstream_retention_runs_daily_as_the_server_confined_as_it():
+    """The timer starts the retention once a day (and after a boot that missed it); the service runs as
+    the server's account on its state directory (SQLite's file), with the same confinement."""
+    timer, retention, server = (settings(u) for u in ("kiosk-upstream-retention.timer", *ONESHOTS,
+                                                      "kiosk-upstream.service"))
+    assert timer["OnCalendar"].startswith("*-*-* ") and timer["Persistent"] == "true"
+    assert timer["WantedBy"] == "timers.target"
+    assert retention["Type"] == "oneshot" and "Restart" not in retention and "WantedBy" not in retention
+    assert " upstream retention " in retention["ExecStart"] and "${KIOSK_UPSTREAM_KEEP_DAYS}" in retention["ExecStart"]
+    shared = ("DynamicUser", "User", "StateDirectory", "StateDirectoryMode", "UMask", "EnvironmentFile",
+              "ProtectSystem", "ProtectHome", "PrivateTmp", "PrivateDevices", "NoNewPrivileges",
+              "CapabilityBoundingSet", "RestrictAddressFamilies", "SystemCallArchitectures")
+    assert {k: retention.get(k) for k in shared} == {k: server.get(k) for k in shared}
+
+
+@pytest.mark.parametrize("unit", SERVICES + ONESHOTS)
 def test_each_unit_runs_a_real_kiosk_command(unit):
     """ExecStart= names a subcommand the installed `kiosk` really has (with the unit's defaults)."""
     from kiosk.cli import build_parser

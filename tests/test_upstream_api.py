@@ -279,3 +279,31 @@ def test_trace_and_authority_export_unseal_only_with_the_authority_key(upstream,
 def test_serve_refuses_a_bad_listen_address(tmp_path):
     result = run_kiosk("upstream", "serve", "--db", str(tmp_path / "u.db"), "--listen", "nowhere")
     assert result.returncode == 2 and "HOST:PORT" in result.stderr
+
+
+def test_retention_on_sqlite_deletes_check_ins_scanned_before_the_kept_days(tmp_path):
+    """`kiosk upstream retention` (daily, by kiosk-upstream-retention.timer) on the single-process SQLite
+    upstream: rows scanned more than --keep-days UTC days ago go, the rest stay."""
+    from sync.upstream.storage import Device, Storage
+
+    db = tmp_path / "upstream.db"
+    storage = Storage(str(db))
+    dev = RawDevice("http://unused", "retention-device")
+    storage.enroll(storage.create_token("enroll", "VENUE-1"), dev.device_id, "VENUE-1", b"k" * 32, "test")
+    device = Device(dev.device_id, "VENUE-1", b"k" * 32, None)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    midnight_ms = (today - dt.date(1970, 1, 1)).days * 86_400_000
+    day = 86_400_000
+    old = [dev.item(utc_ms=midnight_ms - 21 * day - 1), dev.item(utc_ms=midnight_ms - 400 * day)]
+    kept = [dev.item(utc_ms=midnight_ms - 21 * day), dev.item(utc_ms=midnight_ms + 3600_000)]
+    assert {r["status"] for r in storage.store_checkins(device, old + kept)} == {"stored"}
+    storage.close()
+
+    result = run_kiosk("upstream", "retention", "--db", str(db), "--keep-days", "21")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"deleted": 2, "kept_from_ms": midnight_ms - 21 * day}
+    assert sorted(upstream_ids(str(db))) == sorted(i["id"] for i in kept)
+    again = run_kiosk("upstream", "retention", "--db", str(db), "--keep-days", "21")
+    assert json.loads(again.stdout)["deleted"] == 0
+    refused = run_kiosk("upstream", "retention", "--db", str(db), "--keep-days", "0")
+    assert refused.returncode == 2 and "--keep-days must be at least 1" in refused.stderr

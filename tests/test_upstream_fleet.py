@@ -153,8 +153,7 @@ def test_partitions_roll_over_and_retention_drops_whole_days(pg_url):
         far = _item("pg-device", utc_ms=_noon(far_day))
         assert [r["status"] for r in storage.store_checkins(device, [far])] == ["stored"]
         assert partitions.partition_name(far_day) not in storage.partition_names()
-        storage.ahead_days = 21
-        assert partitions.partition_name(far_day) in storage.ensure_partitions_ahead()
+        assert partitions.partition_name(far_day) in storage.retain(21, 21, today)["created"]
         assert storage._query(f"SELECT id FROM {partitions.partition_name(far_day)}") == [{"id": far["id"]}]
         assert storage._query(f"SELECT count(*) AS n FROM {partitions.DEFAULT} WHERE utc_ms >= ?",
                               [partitions.day_ms(today)])[0]["n"] == 1  # only the year-2^53 row

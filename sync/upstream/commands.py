@@ -95,8 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="the authority's sealing.key (from `kiosk authority-keys`)")
         q.set_defaults(func={"trace": cmd_trace, "exposure": cmd_exposure, "export": cmd_export}[name])
 
-    q = db_parser("retention", "PostgreSQL: create the coming days' check-in partitions, drop whole days past "
-                               "--keep-days")
+    q = db_parser("retention", "delete check-ins scanned more than --keep-days ago (PostgreSQL: drop those whole "
+                               "days, and make the coming days' partitions)")
     q.add_argument("--keep-days", type=int, default=21, help="days of check-ins kept (default 21)")
     q.add_argument("--ahead-days", type=int, default=7, help="partitions made ahead of today (default 7)")
     q.set_defaults(func=cmd_retention)
@@ -406,23 +406,16 @@ def cmd_openapi(args: argparse.Namespace) -> int:
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
-    """Prints {created, dropped, partitions} as JSON."""
+    """Prints what went as JSON: PostgreSQL {created, dropped, partitions}, SQLite {deleted, kept_from_ms}."""
     import datetime as dt
 
-    if not args.db.startswith(("postgresql://", "postgres://")):
-        print("kiosk: retention by partition needs PostgreSQL (--db postgresql://...)", file=sys.stderr)
-        return 2
     if args.keep_days < 1 or args.ahead_days < 0:
         print("kiosk: --keep-days must be at least 1 and --ahead-days at least 0", file=sys.stderr)
         return 2
     storage = _storage(args)
     try:
-        storage.ahead_days = args.ahead_days
-        created = storage.ensure_partitions_ahead()
-        today = dt.datetime.now(dt.timezone.utc).date()
-        dropped = storage.drop_partitions_before(today - dt.timedelta(days=args.keep_days))
-        print(json.dumps({"created": created, "dropped": dropped, "partitions": storage.partition_names()},
-                         indent=2))
+        report = storage.retain(args.keep_days, args.ahead_days, dt.datetime.now(dt.timezone.utc).date())
+        print(json.dumps(report, indent=2))
     finally:
         storage.close()
     return 0

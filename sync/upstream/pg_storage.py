@@ -63,7 +63,6 @@ class PgStorage(Storage):
         self.url = url
         self.dialect = "postgresql"
         self.pool_size = pool_size
-        self.ahead_days = ahead_days
         self._requests = 0
         self._known_days: set[dt.date] = set()
         self._days_lock = threading.Lock()
@@ -137,18 +136,16 @@ class PgStorage(Storage):
         with self._days_lock:
             self._known_days = have
 
-    def ensure_partitions_ahead(self) -> list[str]:
-        """Create the coming days' partitions (the server does it at start and once an hour)."""
+    def retain(self, keep_days: int, ahead_days: int, today: dt.date) -> dict[str, Any]:
+        """Retention by whole days: the coming ``ahead_days`` partitions made, days before
+        ``today - keep_days`` dropped in constant time per day (and the default partition's rows from
+        before then deleted). The server makes the coming days' partitions at start-up too."""
         with self._connection() as conn:
-            return partitions.ensure_ahead(conn, dt.datetime.now(dt.timezone.utc).date(), self.ahead_days)
-
-    def drop_partitions_before(self, cutoff_day: dt.date) -> list[str]:
-        """Retention: whole days before ``cutoff_day`` go, in constant time per day."""
-        with self._connection() as conn:
-            dropped = partitions.drop_before(conn, cutoff_day)
+            created = partitions.ensure_ahead(conn, today, ahead_days)
+            dropped = partitions.drop_before(conn, today - dt.timedelta(days=keep_days))
         with self._days_lock:
             self._known_days.clear()
-        return dropped
+        return {"created": created, "dropped": dropped, "partitions": self.partition_names()}
 
     def partition_names(self) -> list[str]:
         return [r["relname"] for r in self._query(

@@ -10,6 +10,7 @@ own connections, ingest and nonces) the cursor rewrites them to ``%s``.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import queue
@@ -375,6 +376,17 @@ class Storage:
         devices = self._query("SELECT count(*) AS n FROM devices")[0]["n"]
         venues = self._query("SELECT count(DISTINCT venue_id) AS n FROM checkins")[0]["n"]
         return {"total": total, "distinct": distinct, "devices": devices, "venues": venues}
+
+    def retain(self, keep_days: int, ahead_days: int, today: dt.date) -> dict[str, Any]:
+        """Retention (``kiosk upstream retention``, daily by kiosk-upstream-retention.timer): check-ins
+        scanned before ``today - keep_days`` (UTC days) are deleted. SQLite serves one process, a small
+        deployment, so a row-by-row delete is fine; PostgreSQL drops whole days (pg_storage.py).
+        ``ahead_days`` is for PostgreSQL's partitions; SQLite has none."""
+        cutoff_ms = (today - dt.timedelta(days=keep_days) - dt.date(1970, 1, 1)).days * 86_400_000
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM checkins WHERE utc_ms < ?", [cutoff_ms])
+            deleted = cur.rowcount
+        return {"deleted": deleted, "kept_from_ms": cutoff_ms}
 
     def checkin_ids(self, device_id: str | None = None) -> set[str]:
         where, params = ("WHERE device_id = ?", [device_id]) if device_id else ("", [])
