@@ -131,3 +131,28 @@ def test_a_version_1_database_is_migrated_with_its_rows(state_dir):
     row = store.checkin("c1")
     assert row["utc_ms"] == 5 and row["utc_ms_unsynced"] is None
     store.close()
+
+
+def test_a_checkin_already_sent_keeps_its_time_so_a_resend_is_the_same_checkin(config):
+    """The answer to an upload is lost, then NTP syncs: the row the upstream may already hold is sent
+    again exactly as it was (a corrected scan time would be a second row under PostgreSQL's key)."""
+    from sync.outbox import Outbox
+
+    clock = InjectedClock()
+    pipeline = Pipeline(config, clock=clock)
+    sent, waiting = _scan(pipeline, 1), _scan(pipeline, 2)
+    outbox = Outbox(pipeline.store)
+    first = outbox.claim(1, 1 << 20)
+    assert [c.id for c in first] == [sent]
+    outbox.release([sent], "answer lost")
+    before = pipeline.store.checkin(sent)
+
+    clock.advance(60)
+    clock.sync()
+    assert correct_checkin_times(pipeline.store, clock.now()) == 1
+    assert pipeline.store.checkin(waiting)["clock_synced"] == 1  # never sent: corrected
+    kept = pipeline.store.checkin(sent)
+    assert (kept["utc_ms"], kept["clock_synced"], kept["utc_ms_unsynced"]) == (before["utc_ms"], 0, None)
+    again = outbox.claim(2, 1 << 20)
+    assert [c.json for c in again if c.id == sent] == [c.json for c in first]
+    pipeline.close()

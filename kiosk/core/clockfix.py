@@ -8,7 +8,8 @@ Once the clock is synchronised, a check-in from the same boot gets its true time
 ``utc = now_utc - (now_monotonic - row_monotonic)``, because CLOCK_MONOTONIC counts steadily from
 boot whatever NTP does to the wall clock. The old reading is kept in ``utc_ms_unsynced`` and the
 row becomes ``clock_synced = 1``. A check-in from an earlier boot cannot be corrected (the monotonic
-clock restarted with the boot) and stays marked ``clock_synced = 0`` for the authority to judge.
+clock restarted with the boot) and stays marked ``clock_synced = 0`` for the authority to judge; so
+does one the uploader already sent, whose upstream copy has the old time (kiosk/core/store.py says why).
 """
 
 from __future__ import annotations

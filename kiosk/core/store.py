@@ -320,14 +320,19 @@ class Store:
     def correct_unsynced_times(self, boot_id: str, now_utc_ms: int, now_monotonic_ns: int) -> int:
         """Give this boot's unsynchronised check-ins their true time: now - (monotonic now - monotonic then).
 
-        One statement, so it is atomic against the scanner's inserts. Returns the rows corrected.
+        Only rows never handed to the uploader: one already sent may be stored upstream with the time it
+        had, and on PostgreSQL the scan time is part of the check-in's key, so a resend with a corrected
+        time would be stored a second time. Such a row keeps its time and its ``clock_synced = 0`` mark,
+        the same as the upstream's copy. One statement, so it is atomic against the scanner's inserts
+        and the uploader's claims. Returns the rows corrected.
         """
         try:
             with self.transaction():
                 cursor = self.conn.execute(
                     """UPDATE checkins SET utc_ms_unsynced = utc_ms,
                            utc_ms = ? - (? - monotonic_ns) / 1000000, clock_synced = 1
-                       WHERE clock_synced = 0 AND boot_id = ? AND monotonic_ns <= ?""",
+                       WHERE clock_synced = 0 AND boot_id = ? AND monotonic_ns <= ?
+                         AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.checkin_id = checkins.id AND o.attempts > 0)""",
                     [now_utc_ms, now_monotonic_ns, boot_id, now_monotonic_ns],
                 )
             return cursor.rowcount
