@@ -1,14 +1,15 @@
 """The reference upstream: FastAPI app (the OpenAPI document's source) served by uvicorn.
 
-Device routes authenticate in their route class, before FastAPI parses anything: the body is read
-with a size cap, the Ed25519 signature and timestamp are checked, the nonce is remembered, and
-only then is the gzip body inflated (with a second cap) and handed to FastAPI's JSON validation.
+Signed routes are served by their route class: the body is read with a size cap, the Ed25519
+signature and timestamp are checked, the nonce is remembered, and only then is the gzip body
+inflated (with a second cap) and validated by the endpoint's pydantic model.
 Every refusal is a 4xx whose JSON body carries a machine-readable ``reason``.
 """
 
 from __future__ import annotations
 
 import base64
+import inspect
 import logging
 import socket
 import sqlite3
@@ -113,7 +114,7 @@ SIGNED_HEADERS = ((p.H_DEVICE, "device id"), (p.H_TIMESTAMP, "ms since the epoch
 def _signed_header_parameters() -> list[dict[str, Any]]:
     """The signed headers as OpenAPI parameters. Written into the document rather than declared as a
     FastAPI dependency: the route class has verified them already, and a dependency would validate six
-    headers again on every request (a tenth of a worker's time under a fleet's load)."""
+    headers again on every request."""
     return [{"description": text, "in": "header", "name": name, "required": True,
              "schema": {"description": text, "title": name.title(), "type": "string"}}
             for name, text in SIGNED_HEADERS]
@@ -123,13 +124,16 @@ class _SignedRoute(APIRoute):
     """Signed routes are served here rather than by FastAPI's request handler (the route stays
     FastAPI's for routing and the OpenAPI document). Authentication, inflating, validating the JSON
     body (pydantic, from the bytes in one pass) and the endpoint itself run in one trip to a worker
-    thread; FastAPI's handler would add a second trip and validate the body from Python objects, which
-    together cost about a third of a worker's time per request under a fleet's load (docs/scale.md)."""
+    thread; FastAPI's handler would add a second trip and validate the body from Python objects. With
+    the headers no longer a dependency, a worker spends about a quarter less CPU per request under a
+    fleet's load (docs/scale.md). Signed endpoints are therefore plain functions, run in that thread."""
 
     enrolled = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{**kwargs, "openapi_extra": {"parameters": _signed_header_parameters()}})
+        if inspect.iscoroutinefunction(self.endpoint):
+            raise TypeError(f"{self.path}: a signed endpoint runs in a worker thread; define it with def")
         self.body_model: type[BaseModel] = get_type_hints(self.endpoint)["body"]
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
