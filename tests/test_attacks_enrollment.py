@@ -87,15 +87,29 @@ def test_an_enrollment_refused_by_the_schema_is_audited_without_its_token(upstre
 
 
 def test_the_enrolled_device_may_return_with_its_own_key(upstream):
+    from sync.upstream.engines import open_storage
+
     dev = RawDevice(upstream.url, "mover-01")
     assert dev.enroll(upstream.db).status_code == 200
+    assert dev.send(p.PATH_CHECKINS, {"checkins": [dev.item()]}).json()["stored"] == 1  # the worker knows it now
     assert dev.enroll(upstream.db, "VENUE-2").status_code == 200  # moved to another venue: same key, proof of it
     assert 'action="re-enrolled"' in upstream.audit("enrollment")[-1]
+    # The worker serves it at its new venue at once: its beacon key is registered for VENUE-2.
+    assert dev.send(p.PATH_CHECKINS, {"checkins": [dev.item("VENUE-2")]}).json()["stored"] == 1
+    key = {"base_key": "ab" * 32, "key_day": "2026-12-01"}
+    assert dev.send(p.PATH_BEACON_KEY, key).json()["registered"] is True
+    storage = open_storage(upstream.db)
+    try:
+        assert [k["device_id"] for k in storage.beacon_keys("VENUE-2")] == ["mover-01"]
+        assert "mover-01" not in [k["device_id"] for k in storage.beacon_keys("VENUE-1")]
+    finally:
+        storage.close()
 
 
 def test_re_keying_needs_a_token_issued_for_that_device(upstream):
     old = RawDevice(upstream.url, "sd-card-01")
     assert old.enroll(upstream.db).status_code == 200
+    assert old.send(p.PATH_CHECKINS, {"checkins": [old.item()]}).json()["stored"] == 1  # the worker knows its key
     result = run_kiosk("upstream", "token", "--db", upstream.db, "--venue", "VENUE-1", "--device", "sd-card-01")
     assert result.returncode == 0, result.stderr
     device_token = result.stdout.strip()
@@ -113,6 +127,7 @@ def test_re_keying_needs_a_token_issued_for_that_device(upstream):
 def test_revoke_then_enroll_gives_a_new_key_and_never_the_revoked_one(upstream):
     stolen = RawDevice(upstream.url, "stolen-01")
     assert stolen.enroll(upstream.db).status_code == 200
+    assert stolen.send(p.PATH_CHECKINS, {"checkins": [stolen.item()]}).json()["stored"] == 1  # known to the worker
     assert run_kiosk("upstream", "revoke", "--db", upstream.db, "--device", "stolen-01").returncode == 0
     refused(stolen.enroll(upstream.db), 403, "device-revoked")  # the thief's copy of the key stays dead
     replacement = impostor_of(stolen)
