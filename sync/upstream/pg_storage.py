@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 from sync.upstream import partitions
 from sync.upstream.pg_migrations import migrate
-from sync.upstream.storage import NONCE_IF_CURRENT, Device, Storage, now_ms, triage
+from sync.upstream.storage import Device, Storage, now_ms, triage
 
 # The bulk insert takes the batch as one JSON document that PostgreSQL unpacks into rows: psycopg's
 # array parameters (one per column) are dumped element by element in Python, which cost more than the
@@ -153,13 +153,12 @@ class PgStorage(Storage):
             "WHERE i.inhparent = 'checkins'::regclass ORDER BY c.relname")]
 
     # ---- replay protection --------------------------------------------------------------------
-    def remember_nonce(self, device: Device, nonce: str, window_ms: int) -> bool:
-        """As Storage's, in one autocommit statement (one round trip); the unique key makes it atomic
-        across workers, and the device's row is checked in the same statement."""
+    def remember_nonce(self, device_id: str, nonce: str, window_ms: int) -> bool:
+        """One autocommit statement (one round trip); the unique key makes it atomic across workers."""
         at = now_ms()
         with self._connection() as conn:
-            fresh = conn.execute(NONCE_IF_CURRENT.replace("?", "%s"), [device.device_id, nonce, at, device.device_id,
-                                                                      device.public_key, device.venue_id]).rowcount == 1
+            fresh = conn.execute("INSERT INTO nonces (device_id, nonce, seen_ms) VALUES (%s, %s, %s) "
+                                 "ON CONFLICT DO NOTHING", [device_id, nonce, at]).rowcount == 1
             self._requests += 1
             if self._requests % 500 == 0:  # served by the seen_ms index (migration 3)
                 conn.execute("DELETE FROM nonces WHERE seen_ms < %s", [at - 3 * window_ms])

@@ -117,12 +117,6 @@ class Device:
     revoked_ms: int | None
 
 
-# A request's nonce, stored only if the device is as the caller knew it (both engines; ``?`` placeholders).
-NONCE_IF_CURRENT = ("INSERT INTO nonces (device_id, nonce, seen_ms) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM devices "
-                    "WHERE device_id = ? AND public_key = ? AND venue_id = ? AND revoked_ms IS NULL) "
-                    "ON CONFLICT DO NOTHING")
-
-
 def triage(device: Device, items: list[dict[str, Any]],
            venues: set[str]) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Each item's verdict before the insert, by id (an id repeated in the batch counts once): rejected
@@ -321,17 +315,16 @@ class Storage:
             return cur.rowcount == 1
 
     # ---- replay protection --------------------------------------------------------------------
-    def remember_nonce(self, device: Device, nonce: str, window_ms: int) -> bool:
-        """Store the request's nonce, only while the device's row still has this key and venue and no
-        revocation; False if it was used before (a replay) or the device changed. Old nonces are pruned
-        now and then: a request older than the timestamp window is refused anyway."""
+    def remember_nonce(self, device_id: str, nonce: str, window_ms: int) -> bool:
+        """False if this device used this nonce before (a replay). Old nonces are pruned now and then:
+        a request older than the timestamp window is refused anyway, so its nonce need not be kept."""
         at = now_ms()
         # Not fsynced on its own (a wait of about a batch's whole storing time): whatever the request then
         # changes is committed with an fsync after it, which makes the nonce durable too. A power cut
         # before that loses the nonce only with the request's effect, so a replay still acts at most once.
         with self._transaction(fsync=False) as cur:
-            cur.execute(NONCE_IF_CURRENT, [device.device_id, nonce, at, device.device_id, device.public_key,
-                                           device.venue_id])
+            cur.execute("INSERT INTO nonces (device_id, nonce, seen_ms) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        [device_id, nonce, at])
             fresh = cur.rowcount == 1
             self._requests += 1
             if self._requests % 500 == 0:
