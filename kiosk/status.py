@@ -222,7 +222,7 @@ def _disk(state_dir: Path, f: dict[str, Any], need: list[str]) -> None:
         return
     free, total = usage.f_bavail * usage.f_frsize, usage.f_blocks * usage.f_frsize
     f["disk"] = {"free_bytes": free, "total_bytes": total}
-    if state_dir.exists() and (os.statvfs(state_dir).f_flag & os.ST_RDONLY or not os.access(state_dir, os.W_OK)):
+    if state_dir.exists() and (usage.f_flag & os.ST_RDONLY or not os.access(state_dir, os.W_OK)):  # probe is state_dir
         f["disk"]["writable"] = False
         need.append(f"storage read-only: {state_dir} cannot be written, so check-ins are refused "
                     "(check the data partition and its mount)")

@@ -173,6 +173,10 @@ SYSTEM_MODULES = frozenset({
     "test_upstream_fuzz.py",
     "test_upstream_postgres.py",
 })
+# Fixtures that start a real server or emulator.
+SYSTEM_FIXTURES = frozenset({"bt_emulator", "upstream", "postgres", "pg_url", "rig", "browser", "receiver"})
+
+
 @pytest.fixture(scope="module")
 def postgres():
     """A throwaway PostgreSQL server (sync/upstream/pgtemp.py) shared by one test module."""
@@ -189,10 +193,6 @@ def pg_url(postgres):
     import uuid
 
     return postgres.create_database("kiosk_" + uuid.uuid4().hex[:12])
-
-
-# Fixtures that start a real server or emulator.
-SYSTEM_FIXTURES = frozenset({"bt_emulator", "upstream", "postgres", "pg_url", "rig", "browser", "receiver"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -91,7 +91,7 @@ def test_the_enrolled_device_may_return_with_its_own_key(upstream):
 
     dev = RawDevice(upstream.url, "mover-01")
     assert dev.enroll(upstream.db).status_code == 200
-    assert dev.send(p.PATH_CHECKINS, {"checkins": [dev.item()]}).json()["stored"] == 1  # the worker knows it now
+    assert dev.send(p.PATH_CHECKINS, {"checkins": [dev.item()]}).json()["stored"] == 1  # served at its first venue
     assert dev.enroll(upstream.db, "VENUE-2").status_code == 200  # moved to another venue: same key, proof of it
     assert 'action="re-enrolled"' in upstream.audit("enrollment")[-1]
     # The worker serves it at its new venue at once: its beacon key is registered for VENUE-2.
@@ -109,7 +109,7 @@ def test_the_enrolled_device_may_return_with_its_own_key(upstream):
 def test_re_keying_needs_a_token_issued_for_that_device(upstream):
     old = RawDevice(upstream.url, "sd-card-01")
     assert old.enroll(upstream.db).status_code == 200
-    assert old.send(p.PATH_CHECKINS, {"checkins": [old.item()]}).json()["stored"] == 1  # the worker knows its key
+    assert old.send(p.PATH_CHECKINS, {"checkins": [old.item()]}).json()["stored"] == 1  # served with its first key
     result = run_kiosk("upstream", "token", "--db", upstream.db, "--venue", "VENUE-1", "--device", "sd-card-01")
     assert result.returncode == 0, result.stderr
     device_token = result.stdout.strip()
@@ -127,7 +127,7 @@ def test_re_keying_needs_a_token_issued_for_that_device(upstream):
 def test_revoke_then_enroll_gives_a_new_key_and_never_the_revoked_one(upstream):
     stolen = RawDevice(upstream.url, "stolen-01")
     assert stolen.enroll(upstream.db).status_code == 200
-    assert stolen.send(p.PATH_CHECKINS, {"checkins": [stolen.item()]}).json()["stored"] == 1  # known to the worker
+    assert stolen.send(p.PATH_CHECKINS, {"checkins": [stolen.item()]}).json()["stored"] == 1  # served before the revocation
     assert run_kiosk("upstream", "revoke", "--db", upstream.db, "--device", "stolen-01").returncode == 0
     refused(stolen.enroll(upstream.db), 403, "device-revoked")  # the thief's copy of the key stays dead
     replacement = impostor_of(stolen)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from sync.protocol import ProtocolError
+from sync.upstream import partitions
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -382,7 +383,7 @@ class Storage:
         scanned before ``today - keep_days`` (UTC days) are deleted. SQLite serves one process, a small
         deployment, so a row-by-row delete is fine; PostgreSQL drops whole days (pg_storage.py).
         ``ahead_days`` is for PostgreSQL's partitions; SQLite has none."""
-        cutoff_ms = (today - dt.timedelta(days=keep_days) - dt.date(1970, 1, 1)).days * 86_400_000
+        cutoff_ms = partitions.day_ms(today - dt.timedelta(days=keep_days))
         with self._transaction() as cur:
             cur.execute("DELETE FROM checkins WHERE utc_ms < ?", [cutoff_ms])
             deleted = cur.rowcount
